@@ -1,0 +1,6 @@
+//! What SQL can see: the event tables (snapshot of Parquet + memory), the
+//! venue's dimension tables, and the analytic views.
+
+pub mod dimensions;
+pub mod event_table;
+pub mod views;

@@ -1,0 +1,43 @@
+//! Query-side settings: how the materialiser batches and flushes, and the
+//! limits that keep one SQL query from hurting the rest.
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Rows gathered before a batch is sealed and queryable. 8,192 is
+    /// DataFusion's batch size.
+    pub batch_rows: usize,
+    /// Longest an accepted event waits before it is queryable. 250 ms keeps
+    /// SQL within a second of ingest without making tiny batches.
+    pub batch_linger_ms: u64,
+    /// Rows held in memory before they are flushed to Parquet.
+    pub flush_rows: usize,
+    /// Longest rows stay in memory only (they are safe in the log meanwhile;
+    /// this bounds replay after a crash).
+    pub flush_interval_ms: u64,
+    /// Records read from the log per poll.
+    pub poll_records: usize,
+    /// Memory all running SQL queries may use together before one fails.
+    pub sql_memory_limit_bytes: usize,
+    /// Longest a SQL query may run.
+    pub sql_timeout_ms: u64,
+    /// Threads for SQL execution, apart from ingest's.
+    pub sql_threads: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            batch_rows: 8_192,
+            batch_linger_ms: 250,
+            flush_rows: 1_000_000,
+            flush_interval_ms: 60_000,
+            poll_records: 16_384,
+            sql_memory_limit_bytes: 2 << 30,
+            sql_timeout_ms: 30_000,
+            sql_threads: 2,
+        }
+    }
+}

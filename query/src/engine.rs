@@ -1,0 +1,190 @@
+//! The SQL engine: one DataFusion session over the catalog, run on threads
+//! of its own so a heavy query cannot starve ingest, with a memory limit, a
+//! timeout, a result cap, and nothing that writes or reads host files.
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use footfall_schemas::Venue;
+
+use crate::catalog::{dimensions, event_table::EventTable, views};
+use crate::config::QueryConfig;
+use crate::error::QueryError;
+use crate::metrics::QueryMetrics;
+use crate::snapshot::SharedSnapshot;
+use crate::table_kind::TableKind;
+
+/// Largest answer kept in memory for one request.
+const MAX_RESULT_BYTES: usize = 256 << 20;
+
+/// A query's answer.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+pub struct SqlEngine {
+    ctx: SessionContext,
+    runtime: tokio::runtime::Handle,
+    /// Dropping it stops the SQL runtime's thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    timeout: Duration,
+    metrics: QueryMetrics,
+}
+
+impl SqlEngine {
+    /// Builds the session: event tables, dimension tables, views. Fails if a
+    /// view does not plan (a bug) or the SQL threads cannot start.
+    pub async fn new(
+        venue: &Venue,
+        snapshot: Arc<SharedSnapshot>,
+        config: &QueryConfig,
+        metrics: QueryMetrics,
+    ) -> Result<Self, QueryError> {
+        let runtime_env = RuntimeEnvBuilder::new()
+            .with_memory_limit(config.sql_memory_limit_bytes, 1.0)
+            // No spilling: a query that outgrows memory fails instead of
+            // filling the disk the event log needs.
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()
+            .map_err(internal)?;
+        let session = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(config.sql_threads.max(1))
+            .with_default_catalog_and_schema("footfall", "public");
+        let ctx = SessionContext::new_with_config_rt(session, runtime_env);
+        for kind in TableKind::ALL {
+            ctx.register_table(
+                kind.name(),
+                Arc::new(EventTable::new(kind, snapshot.clone())),
+            )
+            .map_err(internal)?;
+        }
+        for (name, table) in dimensions::tables(venue).map_err(internal)? {
+            ctx.register_table(name, Arc::new(table))
+                .map_err(internal)?;
+        }
+        for (name, sql) in views::VIEWS {
+            ctx.sql(sql)
+                .await
+                .map_err(|e| internal(format!("view {name}: {e}")))?;
+        }
+
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let threads = config.sql_threads.max(1);
+        std::thread::Builder::new()
+            .name("footfall-sql".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("footfall-sql-worker")
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                        let _ = runtime.block_on(stopped);
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(internal)?;
+        let runtime = handle_rx
+            .recv()
+            .map_err(internal)?
+            .map_err(|e| internal(format!("cannot start the SQL runtime: {e}")))?;
+        Ok(Self {
+            ctx,
+            runtime,
+            _stop: stop,
+            timeout: Duration::from_millis(config.sql_timeout_ms),
+            metrics,
+        })
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs one read-only query. Fails with a user error for bad or
+    /// forbidden SQL, the memory limit, the timeout or an oversized result.
+    /// Dropping the returned future (client gone) stops the query.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let ctx = self.ctx.clone();
+        let sql = sql.to_owned();
+        let timeout = self.timeout;
+        let task = self.runtime.spawn(async move {
+            tokio::time::timeout(timeout, run(&ctx, &sql))
+                .await
+                .unwrap_or(Err(QueryError::Timeout(timeout.as_millis() as u64)))
+        });
+        // Aborting on drop: if the HTTP request goes away, so does the work.
+        let guard = AbortOnDrop(task.abort_handle());
+        let result = match task.await {
+            Ok(result) => result,
+            Err(e) => Err(internal(format!("the query task failed: {e}"))),
+        };
+        drop(guard);
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.metrics.sql_queries.with_label_values(&[outcome]).inc();
+        self.metrics
+            .sql_duration
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx
+        .sql_with_options(sql, options)
+        .await
+        .map_err(QueryError::from_datafusion)?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let mut stream = df
+        .execute_stream()
+        .await
+        .map_err(QueryError::from_datafusion)?;
+    let mut batches = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(QueryError::from_datafusion)?;
+        bytes += batch.get_array_memory_size();
+        if bytes > MAX_RESULT_BYTES {
+            return Err(QueryError::ResultTooLarge(MAX_RESULT_BYTES));
+        }
+        batches.push(batch);
+    }
+    Ok(QueryResult { schema, batches })
+}
+
+fn internal(e: impl std::fmt::Display) -> QueryError {
+    QueryError::Internal(e.to_string())
+}

@@ -1,0 +1,270 @@
+//! One log stream (topic partition) being materialised: its read position,
+//! its dedup set, the rows built but not flushed, and its committed files.
+
+use arrow::record_batch::RecordBatch;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Instant;
+use xxhash_rust::xxh3::xxh3_128;
+
+use footfall_eventlog::{Delivered, Stream, Topic};
+use footfall_schemas::RejectCode;
+use footfall_schemas::events::Price;
+use footfall_schemas::record::{RejectedRecord, ScanRecord, TicketRecord, format_ts};
+
+use super::checkpoint::{self, FileEntry, Manifest};
+use super::rows::{Local, RejectedRows, ScanRows, TicketRows, date_of_day, parse_ts};
+use crate::table_kind::TableKind;
+
+/// What became of one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Added(TableKind),
+    /// Its event id was materialised before.
+    Duplicate,
+    /// Not a valid record: kept in `rejected` with code `bad_record`.
+    BadRecord,
+    /// Before the checkpoint (a replay overlap): already counted.
+    Skipped,
+}
+
+pub struct StreamState {
+    pub stream: Stream,
+    /// Next offset to read; everything before it is in rows or files.
+    pub next_offset: i64,
+    /// xxh3-128 of every event id materialised (files and memory).
+    seen: HashSet<u128>,
+    scans: ScanRows,
+    tickets: TicketRows,
+    rejected: RejectedRows,
+    /// Sealed batches per table, queryable, not yet flushed.
+    pub sealed: [Vec<RecordBatch>; 3],
+    pub manifest: Manifest,
+    /// When the oldest unsealed row arrived.
+    pub unsealed_since: Option<Instant>,
+}
+
+impl StreamState {
+    /// Opens a stream at its checkpoint: removes uncommitted files and
+    /// rebuilds the dedup set from the committed ones. Fails on I/O errors.
+    pub fn recover(data_dir: &Path, stream: Stream) -> std::io::Result<Self> {
+        let manifest =
+            checkpoint::load(data_dir, stream)?.unwrap_or_else(|| Manifest::empty(stream));
+        let removed = checkpoint::remove_orphans(data_dir, stream, &manifest)?;
+        if removed > 0 {
+            tracing::info!(%stream, removed, "removed files of a flush that never committed");
+        }
+        let mut seen = HashSet::new();
+        for file in manifest
+            .files
+            .iter()
+            .filter(|f| f.table != TableKind::Rejected)
+        {
+            checkpoint::for_each_event_id(&data_dir.join(&file.path), |id| {
+                seen.insert(xxh3_128(id.as_bytes()));
+            })?;
+        }
+        Ok(Self {
+            stream,
+            next_offset: manifest.next_offset,
+            seen,
+            scans: ScanRows::new(),
+            tickets: TicketRows::new(),
+            rejected: RejectedRows::new(),
+            sealed: Default::default(),
+            manifest,
+            unsealed_since: None,
+        })
+    }
+
+    pub fn unsealed_rows(&self) -> usize {
+        self.scans.len() + self.tickets.len() + self.rejected.len()
+    }
+
+    pub fn sealed_rows(&self) -> usize {
+        self.sealed
+            .iter()
+            .flatten()
+            .map(RecordBatch::num_rows)
+            .sum()
+    }
+
+    pub fn add(&mut self, record: &Delivered, tz: Tz) -> Outcome {
+        if record.offset < self.next_offset {
+            return Outcome::Skipped;
+        }
+        self.next_offset = record.offset + 1;
+        let pos = (record.stream.partition, record.offset);
+        let outcome = match record.stream.topic {
+            Topic::Scans => self.add_scan(&record.value, tz, pos),
+            Topic::Tickets => self.add_ticket(&record.value, tz, pos),
+            Topic::Rejected => self.add_rejected(&record.value, tz, pos),
+        };
+        let outcome = outcome.unwrap_or_else(|why| {
+            self.bad_record(record, &why, tz);
+            Outcome::BadRecord
+        });
+        if !matches!(outcome, Outcome::Duplicate) && self.unsealed_since.is_none() {
+            self.unsealed_since = Some(Instant::now());
+        }
+        outcome
+    }
+
+    fn first_seen(&mut self, event_id: &str) -> bool {
+        self.seen.insert(xxh3_128(event_id.as_bytes()))
+    }
+
+    fn add_scan(&mut self, value: &[u8], tz: Tz, pos: (i32, i64)) -> Result<Outcome, String> {
+        let r: ScanRecord =
+            serde_json::from_slice(value).map_err(|e| format!("not a scan record: {e}"))?;
+        let (ts, received) = times(r.ts, r.received_at)?;
+        if !self.first_seen(r.event_id) {
+            return Ok(Outcome::Duplicate);
+        }
+        self.scans.push(&r, ts, received, Local::of(ts, tz), pos);
+        Ok(Outcome::Added(TableKind::Scans))
+    }
+
+    fn add_ticket(&mut self, value: &[u8], tz: Tz, pos: (i32, i64)) -> Result<Outcome, String> {
+        let r: TicketRecord =
+            serde_json::from_slice(value).map_err(|e| format!("not a ticket record: {e}"))?;
+        let (ts, received) = times(r.ts, r.received_at)?;
+        let price =
+            Price::parse(r.price).ok_or_else(|| format!("price {:?} is not a decimal", r.price))?;
+        if !self.first_seen(r.event_id) {
+            return Ok(Outcome::Duplicate);
+        }
+        self.tickets
+            .push(&r, price, ts, received, Local::of(ts, tz), pos);
+        Ok(Outcome::Added(TableKind::Tickets))
+    }
+
+    fn add_rejected(&mut self, value: &[u8], tz: Tz, pos: (i32, i64)) -> Result<Outcome, String> {
+        let r: RejectedRecord =
+            serde_json::from_slice(value).map_err(|e| format!("not a rejected record: {e}"))?;
+        let received = parse_ts(r.received_at).ok_or("received_at is not an RFC 3339 time")?;
+        self.rejected
+            .push(&r, received, Local::of(received, tz), pos);
+        Ok(Outcome::Added(TableKind::Rejected))
+    }
+
+    /// A record that is not ours to read (a poison message): kept as a
+    /// rejected row so the stream keeps moving and nothing vanishes.
+    fn bad_record(&mut self, record: &Delivered, why: &str, tz: Tz) {
+        let now = Utc::now();
+        let raw = String::from_utf8_lossy(&record.value);
+        let raw = footfall_schemas::events::truncate(&raw, 16 << 10);
+        let rejected = RejectedRecord {
+            v: footfall_schemas::SCHEMA_VERSION,
+            received_at: &format_ts(now),
+            code: RejectCode::BadRecord.as_str(),
+            message: format!("{} offset {}: {why}", record.stream, record.offset).into(),
+            event_id: None,
+            raw: raw.into(),
+        };
+        self.rejected.push(
+            &rejected,
+            now,
+            Local::of(now, tz),
+            (record.stream.partition, record.offset),
+        );
+    }
+
+    /// Turns the unsealed rows into batches that queries can see.
+    pub fn seal(&mut self) -> bool {
+        let mut sealed = false;
+        if self.scans.len() > 0 {
+            self.sealed[TableKind::Scans.index()].push(self.scans.finish());
+            sealed = true;
+        }
+        if self.tickets.len() > 0 {
+            self.sealed[TableKind::Tickets.index()].push(self.tickets.finish());
+            sealed = true;
+        }
+        if self.rejected.len() > 0 {
+            self.sealed[TableKind::Rejected.index()].push(self.rejected.finish());
+            sealed = true;
+        }
+        self.unsealed_since = None;
+        sealed
+    }
+
+    /// Writes the sealed batches to Parquet by local day and commits a new
+    /// manifest at the current offset. On error the manifest is unchanged
+    /// and the batches stay in memory for the next try.
+    pub fn flush(&mut self, data_dir: &Path) -> std::io::Result<()> {
+        self.seal();
+        if self.next_offset == self.manifest.next_offset {
+            return Ok(());
+        }
+        let seq = self.manifest.seq + 1;
+        let mut new_files: Vec<FileEntry> = Vec::new();
+        for table in TableKind::ALL {
+            let batches = &self.sealed[table.index()];
+            if batches.is_empty() {
+                continue;
+            }
+            for (day, day_batches) in split_by_day(batches)? {
+                let name = format!("{seq:08}.parquet");
+                new_files.push(checkpoint::write_parquet(
+                    data_dir,
+                    table,
+                    self.stream,
+                    &day,
+                    &name,
+                    &day_batches,
+                )?);
+            }
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.seq = seq;
+        manifest.next_offset = self.next_offset;
+        manifest.files.extend(new_files);
+        checkpoint::save(data_dir, self.stream, &manifest)?;
+        self.manifest = manifest;
+        self.sealed = Default::default();
+        Ok(())
+    }
+}
+
+fn times(ts: &str, received_at: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let ts = parse_ts(ts).ok_or("ts is not an RFC 3339 time")?;
+    let received = parse_ts(received_at).ok_or("received_at is not an RFC 3339 time")?;
+    Ok((ts, received))
+}
+
+/// Groups rows by their `local_day` column, in day order.
+fn split_by_day(batches: &[RecordBatch]) -> std::io::Result<Vec<(String, Vec<RecordBatch>)>> {
+    use arrow::array::{Date32Array, Scalar};
+    use arrow::compute::{filter_record_batch, kernels::cmp::eq};
+    let mut days = std::collections::BTreeSet::new();
+    for batch in batches {
+        let col = day_column(batch)?;
+        days.extend(col.iter().flatten());
+    }
+    let mut out = Vec::new();
+    for day in days {
+        let mut parts = Vec::new();
+        for batch in batches {
+            let col = day_column(batch)?;
+            let mask = eq(col, &Scalar::new(Date32Array::from(vec![day])))
+                .map_err(std::io::Error::other)?;
+            let part = filter_record_batch(batch, &mask).map_err(std::io::Error::other)?;
+            if part.num_rows() > 0 {
+                parts.push(part);
+            }
+        }
+        let date = date_of_day(day).map_or_else(|| format!("day{day}"), |d| d.to_string());
+        out.push((date, parts));
+    }
+    Ok(out)
+}
+
+fn day_column(batch: &RecordBatch) -> std::io::Result<&arrow::array::Date32Array> {
+    batch
+        .column_by_name("local_day")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Date32Array>())
+        .ok_or_else(|| std::io::Error::other("every event table has a local_day Date32 column"))
+}
