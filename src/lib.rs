@@ -1,0 +1,10 @@
+//! The `footfall` binary's library: wires ingest, query and the event log
+//! into one server, and holds the command-line tools (demo, sim, sql).
+//! `main.rs` only parses arguments and calls in here.
+
+pub mod cli;
+pub mod error;
+pub mod sender;
+pub mod server;
+
+pub use error::AppError;

@@ -1,0 +1,46 @@
+//! The `footfall` command: parses the command line and calls the library.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use footfall::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "footfall",
+    version,
+    about = "Visitor-flow and attendance analytics for fairs and conferences"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service on the embedded log with the simulator feeding it live.
+    Demo(cli::demo::DemoArgs),
+    /// Run the service (ingest + query) on the embedded event log.
+    Serve(cli::serve::ServeArgs),
+    /// Simulate the fair: write events to a file or send them to a server.
+    Sim(cli::sim::SimArgs),
+    /// Ask a running server a SQL question.
+    Sql(cli::sql::SqlArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    cli::init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => cli::demo::run(args).await?,
+            Command::Serve(args) => cli::serve::run(args).await?,
+            Command::Sim(args) => cli::sim::run(args).await?,
+            Command::Sql(args) => cli::sql::run(args).await?,
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,150 @@
+//! Sends simulated lines to a footfall server the way scanners do: in send
+//! order, in batches, paced against the simulated clock (or as fast as
+//! possible), retrying a batch with the same event ids until it is
+//! acknowledged, so a restart of the server loses nothing.
+
+use chrono::{DateTime, Utc};
+use std::time::{Duration, Instant};
+
+use footfall_sim::Outgoing;
+
+use crate::AppError;
+
+pub struct Sender {
+    client: reqwest::Client,
+    url: String,
+    /// Lines per batch.
+    pub batch: usize,
+    /// Simulated seconds per wall-clock second; `None` for as fast as possible.
+    pub speed: Option<f64>,
+    /// How long one batch is retried before the sender gives up.
+    pub retry_for: Duration,
+    clock: Option<(DateTime<Utc>, Instant)>,
+    pending: Vec<String>,
+    pub stats: SendStats,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SendStats {
+    pub lines: u64,
+    pub batches: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Batches sent again after a failure.
+    pub retries: u64,
+}
+
+impl Sender {
+    pub fn new(server: &str, batch: usize, speed: Option<f64>, retry_for: Duration) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a client without TLS or proxies builds"),
+            url: format!("{}/v1/events", server.trim_end_matches('/')),
+            batch: batch.max(1),
+            speed,
+            retry_for,
+            clock: None,
+            pending: Vec::new(),
+            stats: SendStats::default(),
+        }
+    }
+
+    /// Queues a line, waiting first until its send time when paced. Fails
+    /// when a batch cannot be delivered within `retry_for`.
+    pub async fn push(&mut self, out: Outgoing) -> Result<(), AppError> {
+        if let Some(speed) = self.speed {
+            let (sim_start, wall_start) = *self.clock.get_or_insert((out.send_at, Instant::now()));
+            let sim_elapsed = (out.send_at - sim_start).to_std().unwrap_or_default();
+            let due = wall_start + sim_elapsed.div_f64(speed);
+            if due > Instant::now() {
+                // Scanners upload what they have before waiting.
+                self.flush().await?;
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
+        self.pending.push(out.line);
+        if self.pending.len() >= self.batch {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued. Fails as [`Sender::push`].
+    pub async fn flush(&mut self) -> Result<(), AppError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut body = self.pending.join("\n");
+        body.push('\n');
+        let lines = self.pending.len() as u64;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.post(&body).await {
+                Ok(answer) => {
+                    self.stats.lines += lines;
+                    self.stats.batches += 1;
+                    self.stats.accepted += answer.accepted;
+                    self.stats.duplicates += answer.duplicates;
+                    self.stats.rejected += answer.rejected;
+                    self.pending.clear();
+                    return Ok(());
+                }
+                Err(Retry::No(why)) => return Err(AppError::Remote(why)),
+                Err(Retry::Yes(why)) => {
+                    if started.elapsed() > self.retry_for {
+                        return Err(AppError::Remote(format!(
+                            "gave up after {:?}: {why}",
+                            self.retry_for
+                        )));
+                    }
+                    self.stats.retries += 1;
+                    tracing::debug!(%why, "batch not acknowledged; sending it again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    async fn post(&self, body: &str) -> Result<Answer, Retry> {
+        let response = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/x-ndjson")
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_err(|e| Retry::Yes(format!("cannot reach {}: {e}", self.url)))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Retry::Yes(format!("reading the answer: {e}")))?;
+        if status.is_server_error() {
+            return Err(Retry::Yes(format!("{status}: {text}")));
+        }
+        if !status.is_success() {
+            return Err(Retry::No(format!(
+                "the server refused a batch: {status}: {text}"
+            )));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| Retry::No(format!("unexpected answer {text:?}: {e}")))
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Answer {
+    accepted: u64,
+    duplicates: u64,
+    rejected: u64,
+}
+
+enum Retry {
+    Yes(String),
+    No(String),
+}

@@ -1,0 +1,174 @@
+//! `footfall serve`: ingest and query in one process over one event log, on
+//! one port, with health endpoints and Prometheus metrics.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use footfall_eventlog::EventLog;
+use footfall_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
+use footfall_ingest::{Ingest, IngestConfig, IngestMetrics, Pseudonymiser};
+use footfall_query::{Query, QueryConfig, QueryMetrics, QueryOptions};
+use footfall_schemas::Venue;
+
+use crate::AppError;
+
+pub struct ServeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub venue: Arc<Venue>,
+    pub ingest: IngestConfig,
+    pub query: QueryConfig,
+}
+
+/// A started server: its address, and a handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), AppError>>,
+}
+
+impl Running {
+    /// Stops accepting, answers what is in flight, flushes the materialiser.
+    /// Fails if that last flush failed.
+    pub async fn stop(self) -> Result<(), AppError> {
+        let _ = self.stop.send(());
+        self.done
+            .await
+            .map_err(|e| AppError::Config(format!("server task failed: {e}")))?
+    }
+
+    /// Waits until the server stops by itself (after `shutdown` resolves).
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.done
+            .await
+            .map_err(|e| AppError::Config(format!("server task failed: {e}")))?
+    }
+}
+
+/// The organizers' live page, built into the binary (no CDN at the venue).
+const LIVE_PAGE: &str = include_str!("../dashboards/web/index.html");
+
+struct Shared {
+    registry: Registry,
+    log: Arc<dyn EventLog>,
+    query: Arc<Query>,
+}
+
+/// Opens the log, starts ingest and query, binds the port, and serves until
+/// `shutdown` resolves or [`Running::stop`] is called. Fails if the data dir,
+/// the log or the port cannot be used.
+pub async fn start(
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, AppError> {
+    if !options.listen.ip().is_loopback() {
+        return Err(AppError::Config(format!(
+            "{} is not a loopback address: without an auth file footfall only listens on 127.0.0.1 or ::1",
+            options.listen
+        )));
+    }
+    std::fs::create_dir_all(&options.data_dir).map_err(AppError::io(format!(
+        "cannot create the data dir {}",
+        options.data_dir.display()
+    )))?;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(
+        &options.data_dir.join("log"),
+        EmbeddedConfig::default(),
+    )?);
+    let registry = Registry::new();
+    let pseudonymiser = Pseudonymiser::load_or_create(&options.data_dir.join("pseudonym.key"))
+        .map_err(AppError::io("cannot load the pseudonymisation key"))?;
+    let ingest = Arc::new(Ingest {
+        venue: options.venue.clone(),
+        log: log.clone(),
+        pseudonymiser,
+        config: options.ingest,
+        metrics: IngestMetrics::register(&registry)?,
+    });
+    let query = Query::start(QueryOptions {
+        venue: options.venue.clone(),
+        log: log.clone(),
+        data_dir: options.data_dir.clone(),
+        group: "footfall-query".into(),
+        config: options.query,
+        metrics: QueryMetrics::register(&registry)?,
+    })
+    .await?;
+
+    let shared = Arc::new(Shared {
+        registry,
+        log,
+        query: query.clone(),
+    });
+    let app = Router::new()
+        .route("/", get(|| async { axum::response::Html(LIVE_PAGE) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+        .merge(footfall_ingest::router(ingest))
+        .merge(footfall_query::router(query.clone()));
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(AppError::io(format!("cannot listen on {}", options.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(AppError::io("cannot read the bound address"))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        let signal = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stopped => {}
+            }
+        };
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await;
+        // In-flight batches are answered; now flush what the materialiser holds.
+        let flushed = tokio::task::spawn_blocking(move || query.shutdown())
+            .await
+            .map_err(|e| AppError::Config(format!("shutdown task failed: {e}")))?;
+        served.map_err(AppError::io("the HTTP server failed"))?;
+        flushed.map_err(AppError::io("the last flush failed"))
+    });
+    Ok(Running { addr, stop, done })
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if let Err(e) = shared.log.check().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("event log: {e}\n"));
+    }
+    if !shared.query.caught_up() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "materialiser catching up\n".to_owned(),
+        );
+    }
+    (StatusCode::OK, "ready\n".to_owned())
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let mut out = Vec::new();
+    match TextEncoder::new().encode(&shared.registry.gather(), &mut out) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            out,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding metrics failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
