@@ -202,17 +202,17 @@ mod tests {
 
     fn ms(text: &str) -> i64 {
         DateTime::parse_from_rfc3339(text)
-            .unwrap()
+            .expect("a test instant")
             .timestamp_millis()
     }
 
     #[test]
     fn casablanca_switch_day_hours() {
-        let mut clock = LocalClock::new("Africa/Casablanca".parse().unwrap());
+        let mut clock = LocalClock::new("Africa/Casablanca".parse().expect("a known zone"));
         let hour = |c: &mut LocalClock, t: &str| {
             let h = c.local_hour(ms(t));
             chrono::DateTime::from_timestamp(h * 3600, 0)
-                .unwrap()
+                .expect("in range")
                 .naive_utc()
         };
         assert_eq!(
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn half_hour_zones_are_exact() {
-        let mut clock = LocalClock::new("Asia/Kolkata".parse().unwrap());
+        let mut clock = LocalClock::new("Asia/Kolkata".parse().expect("a known zone"));
         // 04:40Z is 10:10 in India.
         let h = clock.local_hour(ms("2026-02-16T04:40:00Z"));
         assert_eq!(h * HOUR_MS, ms("2026-02-16T10:00:00Z"));

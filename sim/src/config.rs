@@ -228,7 +228,7 @@ mod tests {
         let e = serde_json::from_str::<SimConfig>(r#"{"seed":3,"faults":{"retry_rat":0.1}}"#);
         assert!(e.is_err());
         let c: SimConfig =
-            serde_json::from_str(r#"{"seed":3,"faults":{"retry_rate":0.1}}"#).unwrap();
+            serde_json::from_str(r#"{"seed":3,"faults":{"retry_rate":0.1}}"#).expect("valid");
         assert_eq!(c.faults.malformed_rate, Faults::default().malformed_rate);
     }
 }

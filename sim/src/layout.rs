@@ -33,6 +33,9 @@ pub(crate) struct PoleSpot {
     /// How much a pole draws visitors before personal taste: bigger poles
     /// have more to see.
     pub pull: f64,
+    /// Chance, after each stand, of moving on to another pole: visitors see
+    /// more stands in a bigger pole (about its size to the power 0.7).
+    pub move_on: f64,
 }
 
 /// The zones one scanner counts for, as indices per level.
@@ -160,6 +163,7 @@ impl Layout {
                 stands: Vec::new(),
                 stand_cdf: Vec::new(),
                 pull: 0.0,
+                move_on: 1.0,
             })
             .collect();
         for (st, stand) in venue.stands.iter().enumerate() {
@@ -182,6 +186,7 @@ impl Layout {
             } else {
                 0.0
             };
+            pole.move_on = 1.0 / (1.0 + 0.35 * (pole.stands.len() as f64).powf(0.7));
         }
 
         let mut unknown_scanner_prefix = String::from("unregistered");

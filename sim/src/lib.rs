@@ -16,15 +16,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! For large files, [`Simulator::write_chunk`] writes the same lines as NDJSON
+//! without allocating per line.
+//!
 //! Invariants: the same venue, config and seed give the same bytes (with one
-//! build, on one platform); memory holds the run's badge plan and one day of compact
-//! records, whatever the number of days; the truth is computed while
-//! generating, from what is sent, never by reading the lines back.
+//! build, on one platform); memory holds the run's badge plan and one day of
+//! compact records (32 bytes an event), whatever the number of days; the
+//! truth is computed while generating, from what is sent, never by reading
+//! the lines back. Nothing here knows a particular venue.
 //!
 //! Layout: `config` (knobs), `calendar` (days, arrival curves, local hours),
 //! `layout` (the venue as visitors see it), `tickets` (the badge population),
 //! `visitor` (behaviour), `faults`, `emit` (events to records), `day`
-//! (segments), `wire` (lines), `truth`.
+//! (segments), `wire` (lines), `truth`, `hash` (a fast hasher).
 
 mod calendar;
 mod config;

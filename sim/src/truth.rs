@@ -218,8 +218,8 @@ mod tests {
         assert_eq!(get(Level::Pole), Some((4, 2)));
         assert_eq!(get(Level::Stand), Some((3, 2)));
         let mut out = Vec::new();
-        truth.write_ndjson(&mut out).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        truth.write_ndjson(&mut out).expect("writing to memory");
+        let text = String::from_utf8(out).expect("utf-8");
         assert!(text.starts_with(r#"{"local_day":"2026-01-05","local_hour":"2026-01-05T08:00:00","level":"pole","zone_id":"products","entries":4,"visitors":2}"#), "{text}");
     }
 }

@@ -47,6 +47,22 @@ fn pick(rng: &mut impl Rng, items: &[u32]) -> Option<u32> {
     (!items.is_empty()).then(|| items[rng.random_range(0..items.len())])
 }
 
+/// An index drawn in proportion to `weights`; `None` when they are all zero.
+fn pick_weighted(rng: &mut impl Rng, weights: &[f64]) -> Option<usize> {
+    let total: f64 = weights.iter().sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let mut u = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        u -= w;
+        if u < 0.0 {
+            return Some(i);
+        }
+    }
+    weights.iter().rposition(|&w| w > 0.0)
+}
+
 /// The main gate takes more people: gate `i` weighs `1 / (i + 1)`.
 fn pick_gate(rng: &mut impl Rng, layout: &Layout) -> usize {
     let total: f64 = (0..layout.gates.len())
@@ -127,15 +143,14 @@ pub(crate) fn visit(
     let sessions = choose_sessions(em, plan, arrival, &mut leave, pro, for_session);
 
     // Personal taste: a weight per pole, heavy-tailed so that some visitors
-    // only care about one pole.
+    // mostly care about one pole. It fades as they see a pole.
     let taste = Gamma::new(0.6, 1.0).expect("constant parameters are valid");
-    let mut interest = Vec::with_capacity(layout.poles.len());
-    let mut total = 0.0;
-    for p in &layout.poles {
-        total += p.pull * (taste.sample(&mut em.rng) + 0.02);
-        interest.push(total);
-    }
-
+    let mut interest: Vec<f64> = layout
+        .poles
+        .iter()
+        .map(|p| p.pull * (taste.sample(&mut em.rng) + 0.02))
+        .collect();
+    let mut seen_in_pole = vec![0usize; layout.poles.len()];
     let mut pole: Option<usize> = None;
     let mut last_stand: Option<usize> = None;
     let mut seen: Vec<(usize, usize)> = Vec::new();
@@ -150,14 +165,18 @@ pub(crate) fn visit(
             pole = None;
             continue;
         }
-        if t >= leave || t >= close - 2 * MIN || total <= 0.0 {
+        if t >= leave || t >= close - 2 * MIN {
             break;
         }
-        if pole.is_none() || em.rng.random_bool(0.3) {
-            let u = em.rng.random::<f64>() * total;
-            let p = interest
-                .partition_point(|&c| c <= u)
-                .min(interest.len() - 1);
+        // Move on by chance, or when most of the pole has been seen.
+        let done = |p: usize| 2 * seen_in_pole[p] >= layout.poles[p].stands.len();
+        if pole.is_none_or(|p| done(p) || em.rng.random_bool(layout.poles[p].move_on)) {
+            if let Some(p) = pole {
+                interest[p] *= if done(p) { 0.05 } else { 0.4 };
+            }
+            let Some(p) = pick_weighted(&mut em.rng, &interest) else {
+                break;
+            };
             if Some(p) != pole {
                 t += em.rng.random_range(40 * SEC..3 * MIN);
                 if let Some(s) = pick(&mut em.rng, &layout.poles[p].entrance) {
@@ -196,6 +215,7 @@ pub(crate) fn visit(
             }
         }
         seen.push((p, stand));
+        seen_in_pole[p] += 1;
         last_stand = Some(stand);
         t += em.rng.random_range(15 * SEC..2 * MIN);
         if t >= close - 2 * MIN {

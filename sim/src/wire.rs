@@ -255,19 +255,19 @@ mod tests {
             4_102_444_799_001,
             1_709_164_800_000,
         ] {
-            let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+            let t = DateTime::<Utc>::from_timestamp_millis(ms).expect("in range");
             let mut s = Vec::new();
             push_ts(&mut s, ms, None, true);
             assert_eq!(
-                String::from_utf8(s).unwrap(),
+                String::from_utf8(s).expect("ASCII"),
                 t.to_rfc3339_opts(SecondsFormat::Millis, true)
             );
             for offset in [3600, -9000, 0, 19800] {
                 let mut s = Vec::new();
                 push_ts(&mut s, ms, Some(offset), false);
-                let fixed = chrono::FixedOffset::east_opt(offset).unwrap();
+                let fixed = chrono::FixedOffset::east_opt(offset).expect("a valid offset");
                 assert_eq!(
-                    String::from_utf8(s).unwrap(),
+                    String::from_utf8(s).expect("ASCII"),
                     t.with_timezone(&fixed)
                         .to_rfc3339_opts(SecondsFormat::Secs, false)
                 );
@@ -283,7 +283,7 @@ mod tests {
         push_num(&mut s, 1_234_567, 4);
         push_num(&mut s, u64::MAX, 25);
         assert_eq!(
-            String::from_utf8(s).unwrap(),
+            String::from_utf8(s).expect("ASCII"),
             format!("00004201234567{}", u64::MAX)
         );
     }

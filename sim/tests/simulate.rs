@@ -157,6 +157,37 @@ fn same_seed_same_bytes_whatever_the_chunk_size() {
 }
 
 #[test]
+fn write_chunk_writes_the_same_lines() {
+    let venue = footfall_schemas::venue::reference();
+    let config = SimConfig {
+        days: 1,
+        chunk_lines: 5000,
+        ..stormy(17)
+    };
+    let expected = run(&venue, config.clone());
+    let mut sim = Simulator::new(&venue, config).expect("a valid config");
+    let mut bytes = Vec::new();
+    while let Some(n) = sim.write_chunk(&mut bytes).expect("writing to memory") {
+        assert!((1..=5000).contains(&n));
+    }
+    let lines: String = expected
+        .lines
+        .iter()
+        .map(|o| format!("{}\n", o.line))
+        .collect();
+    assert!(String::from_utf8(bytes).expect("ASCII") == lines);
+    assert_eq!(sim.stats(), &expected.stats);
+    let mut truth = Vec::new();
+    sim.truth()
+        .write_ndjson(&mut truth)
+        .expect("writing to memory");
+    assert_eq!(
+        String::from_utf8(truth).expect("utf-8"),
+        expected.truth_ndjson
+    );
+}
+
+#[test]
 fn truth_matches_a_recount_of_the_lines() {
     let venue = footfall_schemas::venue::reference();
     let r = run(&venue, stormy(11));
@@ -325,13 +356,15 @@ fn stream_is_in_send_order_and_ends_with_the_last_day() {
     );
 }
 
+/// A scan's `ts` and whether it is an entry.
+type Scan = (DateTime<Utc>, bool);
+
 #[test]
 fn visitors_behave() {
     let venue = footfall_schemas::venue::reference();
     let r = run(&venue, small(15));
     let events = valid_events(&r.lines);
-    let mut by_badge_scanner: HashMap<(String, String), Vec<(DateTime<Utc>, bool)>> =
-        HashMap::new();
+    let mut by_badge_scanner: HashMap<(String, String), Vec<Scan>> = HashMap::new();
     let mut days_of: HashMap<String, HashSet<chrono::NaiveDate>> = HashMap::new();
     let mut cancelled = HashSet::new();
     let mut issued: HashMap<String, DateTime<Utc>> = HashMap::new();
