@@ -19,6 +19,13 @@ pub struct Sender {
     pub speed: Option<f64>,
     /// How long one batch is retried before the sender gives up.
     pub retry_for: Duration,
+    /// When paced, the longest wait for the next line: a longer quiet spell
+    /// (the night, the weeks of online sales before the fair) is skipped.
+    /// `None` keeps real gaps.
+    pub max_idle: Option<Duration>,
+    /// When paced, lines sent before this instant go at once (the weeks of
+    /// ticket sales before the fair); pacing starts from it.
+    pub fast_until: Option<DateTime<Utc>>,
     clock: Option<(DateTime<Utc>, Instant)>,
     pending: Vec<String>,
     pub stats: SendStats,
@@ -46,6 +53,8 @@ impl Sender {
             batch: batch.max(1),
             speed,
             retry_for,
+            max_idle: None,
+            fast_until: None,
             clock: None,
             pending: Vec::new(),
             stats: SendStats::default(),
@@ -55,10 +64,18 @@ impl Sender {
     /// Queues a line, waiting first until its send time when paced. Fails
     /// when a batch cannot be delivered within `retry_for`.
     pub async fn push(&mut self, out: Outgoing) -> Result<(), AppError> {
-        if let Some(speed) = self.speed {
+        let fast = self.fast_until.is_some_and(|t| out.send_at < t);
+        if let Some(speed) = self.speed.filter(|_| !fast) {
             let (sim_start, wall_start) = *self.clock.get_or_insert((out.send_at, Instant::now()));
             let sim_elapsed = (out.send_at - sim_start).to_std().unwrap_or_default();
-            let due = wall_start + sim_elapsed.div_f64(speed);
+            let mut due = wall_start + sim_elapsed.div_f64(speed);
+            if let Some(max_idle) = self.max_idle
+                && due > Instant::now() + max_idle
+            {
+                // Skip the quiet spell: this line becomes due now.
+                self.clock = Some((out.send_at, Instant::now()));
+                due = Instant::now();
+            }
             if due > Instant::now() {
                 // Scanners upload what they have before waiting.
                 self.flush().await?;

@@ -90,6 +90,12 @@ async fn feed(
         }
     };
     let mut sender = Sender::new(&base, 200, Some(speed), Duration::from_secs(600));
+    // Nights and the weeks of online sales before the fair are skipped.
+    sender.max_idle = Some(Duration::from_secs(5));
+    sender.fast_until = venue
+        .days
+        .first()
+        .map(|d| venue.opening(d).0 - chrono::Duration::minutes(10));
     while let Some(chunk) = sim.next_chunk() {
         for line in chunk {
             if let Err(e) = sender.push(line).await {

@@ -109,11 +109,11 @@ pub async fn run(args: SimArgs) -> Result<(), AppError> {
             let file = std::fs::File::create(path)
                 .map_err(AppError::io(format!("cannot create {}", path.display())))?;
             let mut out = BufWriter::new(file);
-            while let Some(chunk) = sim.next_chunk() {
-                for line in &chunk {
-                    writeln!(out, "{}", line.line).map_err(AppError::io("writing events"))?;
-                }
-                progress.tick(chunk.len() as u64, chunk.last().map(|l| l.send_at));
+            while let Some(lines) = sim
+                .write_chunk(&mut out)
+                .map_err(AppError::io("writing events"))?
+            {
+                progress.tick(lines as u64, None);
             }
             out.flush().map_err(AppError::io("writing events"))?;
         }
