@@ -28,6 +28,19 @@ pub struct ServeOptions {
     pub query: QueryConfig,
 }
 
+impl ServeOptions {
+    /// The default ingest and query settings for a venue, data dir and address.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr, venue: Arc<Venue>) -> Self {
+        Self {
+            data_dir,
+            listen,
+            venue,
+            ingest: IngestConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
 /// A started server: its address, and a handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,

@@ -41,13 +41,7 @@ pub async fn run(args: DemoArgs) -> Result<(), AppError> {
     });
     let venue = super::load_venue(None)?;
     let running = server::start(
-        ServeOptions {
-            data_dir: data_dir.clone(),
-            listen: args.listen,
-            venue: venue.clone(),
-            ingest: Default::default(),
-            query: Default::default(),
-        },
+        ServeOptions::new(data_dir.clone(), args.listen, venue.clone()),
         super::termination(),
     )
     .await?;

@@ -23,13 +23,7 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> Result<(), AppError> {
     let venue = super::load_venue(args.venue.as_deref())?;
     let running = server::start(
-        ServeOptions {
-            data_dir: args.data_dir.clone(),
-            listen: args.listen,
-            venue: venue.clone(),
-            ingest: Default::default(),
-            query: Default::default(),
-        },
+        ServeOptions::new(args.data_dir.clone(), args.listen, venue.clone()),
         super::termination(),
     )
     .await?;
