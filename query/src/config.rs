@@ -25,6 +25,18 @@ pub struct QueryConfig {
     pub sql_timeout_ms: u64,
     /// Threads for SQL execution, apart from ingest's.
     pub sql_threads: usize,
+    /// Shortest time between two refreshes of the live state (`/metrics`,
+    /// `/v1/live`). 250 ms matches the batch linger: a scan is on the page
+    /// about half a second after it is accepted, and a week of scans costs
+    /// one core a few percent.
+    pub live_interval_ms: u64,
+    /// Per-stand series in `/metrics` (entries, occupancy): hundreds of
+    /// series, so off unless sponsors' dashboards need them.
+    pub stand_metrics: bool,
+    /// Longest a stand visit may last in `stand_visits` (seconds). A badge
+    /// that never scans again would otherwise stay "at the stand" until
+    /// closing; 2 hours is longer than any real stand visit.
+    pub stand_visit_dwell_cap_s: u64,
 }
 
 impl Default for QueryConfig {
@@ -38,6 +50,9 @@ impl Default for QueryConfig {
             sql_memory_limit_bytes: 2 << 30,
             sql_timeout_ms: 30_000,
             sql_threads: 2,
+            live_interval_ms: 250,
+            stand_metrics: false,
+            stand_visit_dwell_cap_s: 2 * 3600,
         }
     }
 }

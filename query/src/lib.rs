@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod format;
+pub mod live;
 pub mod materialise;
 pub mod metrics;
 mod routes;
@@ -37,6 +38,8 @@ pub struct Query {
     pub engine: SqlEngine,
     pub snapshot: Arc<SharedSnapshot>,
     pub progress: watch::Receiver<Progress>,
+    /// The live floor behind `/metrics` and `/v1/live`.
+    pub live: live::Live,
     shutdown: watch::Sender<bool>,
     materialiser: std::sync::Mutex<Option<std::thread::JoinHandle<std::io::Result<()>>>>,
 }
@@ -66,6 +69,16 @@ impl Query {
         .await?;
         let (progress_tx, progress) = watch::channel(Progress::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let live = live::Live::start(live::LiveOptions {
+            venue: options.venue.clone(),
+            ctx: engine.context().clone(),
+            snapshot: snapshot.clone(),
+            progress: progress.clone(),
+            log: options.log.clone(),
+            config: options.config.clone(),
+            metrics: options.metrics.clone(),
+        })
+        .map_err(|e| QueryError::Internal(format!("cannot start the live state: {e}")))?;
         let materialiser = Materialiser {
             venue: options.venue.clone(),
             log: options.log,
@@ -94,6 +107,7 @@ impl Query {
             engine,
             snapshot,
             progress,
+            live,
             shutdown,
             materialiser: std::sync::Mutex::new(Some(thread)),
         }))

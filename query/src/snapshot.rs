@@ -5,7 +5,9 @@
 
 use arrow::record_batch::RecordBatch;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
 
 use crate::table_kind::TableKind;
 
@@ -31,6 +33,9 @@ impl TableSnapshot {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub tables: [TableSnapshot; 3],
+    /// When it became visible to readers (set by [`SharedSnapshot::set`]):
+    /// the "queryable" end of the freshness histogram.
+    pub published_at: Option<SystemTime>,
 }
 
 impl Snapshot {
@@ -40,10 +45,12 @@ impl Snapshot {
 }
 
 /// Where the current snapshot lives. Readers clone the `Arc`; the writer
-/// replaces it.
+/// replaces it, and wakes the one task that follows changes (the live state).
 #[derive(Debug, Default)]
 pub struct SharedSnapshot {
     current: RwLock<Arc<Snapshot>>,
+    generation: AtomicU64,
+    changed: tokio::sync::Notify,
 }
 
 impl SharedSnapshot {
@@ -56,7 +63,22 @@ impl SharedSnapshot {
             .clone()
     }
 
-    pub fn set(&self, snapshot: Snapshot) {
+    pub fn set(&self, mut snapshot: Snapshot) {
+        snapshot.published_at = Some(SystemTime::now());
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.generation.fetch_add(1, Ordering::Release);
+        // A stored permit: a follower busy elsewhere still sees the change.
+        self.changed.notify_one();
+    }
+
+    /// How many snapshots have been published so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Resolves after the next [`SharedSnapshot::set`] (or at once if one
+    /// happened since the last wait). Meant for a single follower.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 }
