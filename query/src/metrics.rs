@@ -54,6 +54,9 @@ pub struct FloorMetrics {
     pub rejected: IntCounterVec,
     /// Newest scan time per `scanner` (scanner clock), Unix seconds.
     pub scanner_last_seen: GaugeVec,
+    /// Seconds a `scanner` has been silent while the venue is open (since
+    /// its last scan or today's opening, whichever is later); 0 when closed.
+    pub scanner_silence: IntGaugeVec,
     /// The live clock, Unix seconds.
     pub clock: Gauge,
     /// 1 while the venue is open at the live clock, else 0.
@@ -200,6 +203,9 @@ impl QueryMetrics {
             set_counter(&f.rejected.with_label_values(&[r.code.as_str()]), r.count);
         }
         for s in &state.scanners {
+            f.scanner_silence
+                .with_label_values(&[s.id.as_str()])
+                .set(s.silent_s.unwrap_or(0));
             if let Some(seen) = s.last_seen {
                 f.scanner_last_seen
                     .with_label_values(&[s.id.as_str()])
@@ -271,6 +277,13 @@ impl FloorMetrics {
             ),
             &["scanner"],
         )?;
+        let scanner_silence = IntGaugeVec::new(
+            Opts::new(
+                "footfall_floor_scanner_silence_seconds",
+                "Seconds since a scanner's last scan (or today's opening) while open, else 0.",
+            ),
+            &["scanner"],
+        )?;
         let clock = Gauge::new(
             "footfall_floor_clock_timestamp_seconds",
             "The live clock: now during a fair, the newest scan when replaying one.",
@@ -285,6 +298,7 @@ impl FloorMetrics {
         registry.register(Box::new(tickets.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(scanner_last_seen.clone()))?;
+        registry.register(Box::new(scanner_silence.clone()))?;
         registry.register(Box::new(clock.clone()))?;
         registry.register(Box::new(open.clone()))?;
         Ok(Self {
@@ -294,6 +308,7 @@ impl FloorMetrics {
             tickets,
             rejected,
             scanner_last_seen,
+            scanner_silence,
             clock,
             open,
         })
