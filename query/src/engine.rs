@@ -73,8 +73,8 @@ impl SqlEngine {
             ctx.register_table(name, Arc::new(table))
                 .map_err(internal)?;
         }
-        for (name, sql) in views::VIEWS {
-            ctx.sql(sql)
+        for (name, sql) in views::definitions(config) {
+            ctx.sql(&sql)
                 .await
                 .map_err(|e| internal(format!("view {name}: {e}")))?;
         }

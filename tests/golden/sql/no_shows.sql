@@ -1,0 +1,1 @@
+SELECT * FROM no_shows ORDER BY ticket_type

@@ -1,0 +1,1 @@
+SELECT * FROM pole_flows ORDER BY local_day, from_pole, to_pole

@@ -1,0 +1,1 @@
+SELECT * FROM session_attendance ORDER BY starts_at, session_id
