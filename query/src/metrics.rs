@@ -156,6 +156,14 @@ impl QueryMetrics {
         for table in ["scans", "tickets"] {
             freshness.with_label_values(&[table]);
         }
+        // Every bounded label value appears from the start, so rates and
+        // alerts work before the first occurrence.
+        for table in ["scans", "tickets", "rejected"] {
+            rows.with_label_values(&[table]);
+            duplicates.with_label_values(&[table]);
+            bad_records.with_label_values(&[table]);
+        }
+        sql_queries.with_label_values(&["ok"]);
         let floor = FloorMetrics::register(registry)?;
         Ok(Self {
             rows,
