@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use footfall::cli;
+use footfall::server::Role;
 
 #[derive(Parser)]
 #[command(
@@ -20,8 +21,13 @@ struct Cli {
 enum Command {
     /// Run the service on the embedded log with the simulator feeding it live.
     Demo(cli::demo::DemoArgs),
-    /// Run the service (ingest + query) on the embedded event log.
+    /// Run the service (ingest + query), on the embedded log or on Kafka.
     Serve(cli::serve::ServeArgs),
+    /// Run a stateless ingest worker on Kafka (`--kafka`); run several.
+    Ingest(cli::serve::ServeArgs),
+    /// Run a query instance on Kafka (`--kafka`); instances share the
+    /// partitions by consumer group and answer SQL for the whole fair.
+    Query(cli::serve::ServeArgs),
     /// Simulate the fair: write events to a file or send them to a server.
     Sim(cli::sim::SimArgs),
     /// Ask a running server a SQL question.
@@ -37,7 +43,9 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => cli::demo::run(args).await?,
-            Command::Serve(args) => cli::serve::run(args).await?,
+            Command::Serve(args) => cli::serve::run(args, Role::Both).await?,
+            Command::Ingest(args) => cli::serve::run(args, Role::Ingest).await?,
+            Command::Query(args) => cli::serve::run(args, Role::Query).await?,
             Command::Sim(args) => cli::sim::run(args).await?,
             Command::Sql(args) => cli::sql::run(args).await?,
         }

@@ -1,7 +1,9 @@
 //! Sends simulated lines to a footfall server the way scanners do: in send
 //! order, in batches, paced against the simulated clock (or as fast as
 //! possible), retrying a batch with the same event ids until it is
-//! acknowledged, so a restart of the server loses nothing.
+//! acknowledged, so a restart of the server loses nothing. Given several
+//! servers (ingest workers), it sends each batch to the next one in turn,
+//! and a batch that failed to the next one too, as a load balancer would.
 
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
@@ -12,7 +14,9 @@ use crate::AppError;
 
 pub struct Sender {
     client: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
+    /// Index of the server the next attempt goes to.
+    next: usize,
     /// Lines per batch.
     pub batch: usize,
     /// Simulated seconds per wall-clock second; `None` for as fast as possible.
@@ -43,13 +47,19 @@ pub struct SendStats {
 }
 
 impl Sender {
-    pub fn new(server: &str, batch: usize, speed: Option<f64>, retry_for: Duration) -> Self {
+    /// A sender to these servers (at least one: an empty list panics).
+    pub fn new(servers: &[String], batch: usize, speed: Option<f64>, retry_for: Duration) -> Self {
+        assert!(!servers.is_empty(), "a sender needs a server");
         Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("a client without TLS or proxies builds"),
-            url: format!("{}/v1/events", server.trim_end_matches('/')),
+            urls: servers
+                .iter()
+                .map(|s| format!("{}/v1/events", s.trim_end_matches('/')))
+                .collect(),
+            next: 0,
             batch: batch.max(1),
             speed,
             retry_for,
@@ -127,15 +137,17 @@ impl Sender {
         }
     }
 
-    async fn post(&self, body: &str) -> Result<Answer, Retry> {
+    async fn post(&mut self, body: &str) -> Result<Answer, Retry> {
+        let url = &self.urls[self.next % self.urls.len()];
+        self.next = self.next.wrapping_add(1);
         let response = self
             .client
-            .post(&self.url)
+            .post(url)
             .header("content-type", "application/x-ndjson")
             .body(body.to_owned())
             .send()
             .await
-            .map_err(|e| Retry::Yes(format!("cannot reach {}: {e}", self.url)))?;
+            .map_err(|e| Retry::Yes(format!("cannot reach {url}: {e}")))?;
         let status = response.status();
         let text = response
             .text()

@@ -1,5 +1,6 @@
-//! `footfall serve`: ingest and query in one process over one event log, on
-//! one port, with health endpoints and Prometheus metrics.
+//! The footfall service: ingest, query or both in one process, over the
+//! embedded event log or Apache Kafka, on one port, with health endpoints
+//! and Prometheus metrics.
 
 use axum::Router;
 use axum::extract::State;
@@ -14,27 +15,70 @@ use std::sync::Arc;
 
 use footfall_eventlog::EventLog;
 use footfall_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
+use footfall_eventlog::kafka::{KafkaConfig, KafkaLog};
 use footfall_ingest::{Ingest, IngestConfig, IngestMetrics, Pseudonymiser};
 use footfall_query::{Query, QueryConfig, QueryMetrics, QueryOptions};
 use footfall_schemas::Venue;
 
 use crate::AppError;
 
+/// Which event log the service runs on.
+#[derive(Clone, Debug)]
+pub enum LogChoice {
+    /// On local disk in the data dir: one process does ingest and query.
+    Embedded,
+    /// On Apache Kafka: ingest workers and query instances may be separate
+    /// processes (query instances share the data dir).
+    Kafka(KafkaConfig),
+}
+
+/// Which halves of the service this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// `POST /v1/events` only: a stateless ingest worker.
+    Ingest,
+    /// The materialiser and SQL only.
+    Query,
+    /// Both.
+    Both,
+}
+
+impl Role {
+    fn ingests(self) -> bool {
+        matches!(self, Self::Ingest | Self::Both)
+    }
+
+    fn queries(self) -> bool {
+        matches!(self, Self::Query | Self::Both)
+    }
+}
+
 pub struct ServeOptions {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub venue: Arc<Venue>,
+    pub role: Role,
+    pub log: LogChoice,
+    /// Consumer group of the query instances sharing the log's partitions.
+    pub group: String,
+    /// The pseudonymisation key file; `data_dir/pseudonym.key` when absent.
+    /// Every ingest worker of a fair must use the same key.
+    pub pseudonym_key: Option<PathBuf>,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
 }
 
 impl ServeOptions {
-    /// The default ingest and query settings for a venue, data dir and address.
+    /// Ingest and query on the embedded log, with default settings.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, venue: Arc<Venue>) -> Self {
         Self {
             data_dir,
             listen,
             venue,
+            role: Role::Both,
+            log: LogChoice::Embedded,
+            group: "footfall-query".into(),
+            pseudonym_key: None,
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
         }
@@ -72,12 +116,12 @@ const LIVE_PAGE: &str = include_str!("../dashboards/web/index.html");
 struct Shared {
     registry: Registry,
     log: Arc<dyn EventLog>,
-    query: Arc<Query>,
+    query: Option<Arc<Query>>,
 }
 
-/// Opens the log, starts ingest and query, binds the port, and serves until
-/// `shutdown` resolves or [`Running::stop`] is called. Fails if the data dir,
-/// the log or the port cannot be used.
+/// Opens the log, starts the parts of the service `options.role` names,
+/// binds the port, and serves until `shutdown` resolves or [`Running::stop`]
+/// is called. Fails if the data dir, the log or the port cannot be used.
 pub async fn start(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -92,43 +136,69 @@ pub async fn start(
         "cannot create the data dir {}",
         options.data_dir.display()
     )))?;
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(
-        &options.data_dir.join("log"),
-        EmbeddedConfig::default(),
-    )?);
+    let log: Arc<dyn EventLog> = match &options.log {
+        LogChoice::Embedded if options.role != Role::Both => {
+            return Err(AppError::Config(
+                "the embedded log lives inside one process: run ingest and query apart only with --kafka"
+                    .into(),
+            ));
+        }
+        LogChoice::Embedded => Arc::new(EmbeddedLog::open(
+            &options.data_dir.join("log"),
+            EmbeddedConfig::default(),
+        )?),
+        LogChoice::Kafka(config) => Arc::new(KafkaLog::connect(config.clone()).await?),
+    };
     let registry = Registry::new();
-    let pseudonymiser = Pseudonymiser::load_or_create(&options.data_dir.join("pseudonym.key"))
-        .map_err(AppError::io("cannot load the pseudonymisation key"))?;
-    let ingest = Arc::new(Ingest {
-        venue: options.venue.clone(),
-        log: log.clone(),
-        pseudonymiser,
-        config: options.ingest,
-        metrics: IngestMetrics::register(&registry)?,
-    });
-    let query = Query::start(QueryOptions {
-        venue: options.venue.clone(),
-        log: log.clone(),
-        data_dir: options.data_dir.clone(),
-        group: "footfall-query".into(),
-        config: options.query,
-        metrics: QueryMetrics::register(&registry)?,
-    })
-    .await?;
+    let mut app = Router::new();
+    if options.role.ingests() {
+        let key = options
+            .pseudonym_key
+            .clone()
+            .unwrap_or_else(|| options.data_dir.join("pseudonym.key"));
+        let pseudonymiser = Pseudonymiser::load_or_create(&key).map_err(AppError::io(format!(
+            "cannot load the pseudonymisation key {}",
+            key.display()
+        )))?;
+        let ingest = Arc::new(Ingest {
+            venue: options.venue.clone(),
+            log: log.clone(),
+            pseudonymiser,
+            config: options.ingest,
+            metrics: IngestMetrics::register(&registry)?,
+        });
+        app = app.merge(footfall_ingest::router(ingest));
+    }
+    let query = if options.role.queries() {
+        let query = Query::start(QueryOptions {
+            venue: options.venue.clone(),
+            log: log.clone(),
+            data_dir: options.data_dir.clone(),
+            group: options.group,
+            config: options.query,
+            metrics: QueryMetrics::register(&registry)?,
+        })
+        .await?;
+        app = app
+            .route("/", get(|| async { axum::response::Html(LIVE_PAGE) }))
+            .merge(footfall_query::router(query.clone()));
+        Some(query)
+    } else {
+        None
+    };
 
     let shared = Arc::new(Shared {
         registry,
         log,
         query: query.clone(),
     });
-    let app = Router::new()
-        .route("/", get(|| async { axum::response::Html(LIVE_PAGE) }))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(shared)
-        .merge(footfall_ingest::router(ingest))
-        .merge(footfall_query::router(query.clone()));
+    let app = app.merge(
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(shared),
+    );
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -148,9 +218,12 @@ pub async fn start(
             .with_graceful_shutdown(signal)
             .await;
         // In-flight batches are answered; now flush what the materialiser holds.
-        let flushed = tokio::task::spawn_blocking(move || query.shutdown())
-            .await
-            .map_err(|e| AppError::Config(format!("shutdown task failed: {e}")))?;
+        let flushed = match query {
+            Some(query) => tokio::task::spawn_blocking(move || query.shutdown())
+                .await
+                .map_err(|e| AppError::Config(format!("shutdown task failed: {e}")))?,
+            None => Ok(()),
+        };
         served.map_err(AppError::io("the HTTP server failed"))?;
         flushed.map_err(AppError::io("the last flush failed"))
     });
@@ -161,7 +234,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if let Err(e) = shared.log.check().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("event log: {e}\n"));
     }
-    if !shared.query.caught_up() {
+    if shared.query.as_ref().is_some_and(|q| !q.caught_up()) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "materialiser catching up\n".to_owned(),

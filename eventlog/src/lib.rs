@@ -67,6 +67,25 @@ pub struct Stream {
     pub partition: i32,
 }
 
+impl std::str::FromStr for Stream {
+    type Err = String;
+
+    /// Parses the [`Display`](fmt::Display) form, `scans-3`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not a stream (like scans-0)");
+        let (short, partition) = s.rsplit_once('-').ok_or_else(bad)?;
+        let topic = Topic::ALL
+            .into_iter()
+            .find(|t| t.short() == short)
+            .ok_or_else(bad)?;
+        let partition: i32 = partition.parse().map_err(|_| bad())?;
+        if partition < 0 {
+            return Err(bad());
+        }
+        Ok(Self { topic, partition })
+    }
+}
+
 impl fmt::Display for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.topic.short(), self.partition)
@@ -154,4 +173,23 @@ pub trait Subscription: Send {
     /// Records the position read so far, for lag monitoring only: the
     /// materialiser's checkpoint, not this, decides where reading resumes.
     fn commit(&mut self, positions: &[(Stream, i64)]) -> Result<(), LogError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_reads_back_from_its_name() {
+        for topic in Topic::ALL {
+            let stream = Stream {
+                topic,
+                partition: 11,
+            };
+            assert_eq!(stream.to_string().parse::<Stream>(), Ok(stream));
+        }
+        for bad in ["scans", "scans-", "scans--1", "visits-0", "scans-x", ""] {
+            assert!(bad.parse::<Stream>().is_err(), "{bad}");
+        }
+    }
 }

@@ -60,15 +60,29 @@ impl Pseudonymiser {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
+                // Written whole under a private name, then linked into
+                // place: two workers starting together on a shared folder
+                // both end up with the one key that won the link.
+                let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
                 let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
+                options.write(true).create(true).truncate(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path)?;
+                let mut file = options.open(&tmp)?;
                 file.write_all(hex::encode(key).as_bytes())?;
                 file.sync_all()?;
-                tracing::info!(path = %path.display(), "created a new pseudonymisation key");
-                Ok(Self::new(&key))
+                let linked = std::fs::hard_link(&tmp, path);
+                std::fs::remove_file(&tmp)?;
+                match linked {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "created a new pseudonymisation key");
+                        Ok(Self::new(&key))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(path)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         }

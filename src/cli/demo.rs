@@ -83,7 +83,12 @@ async fn feed(
             return;
         }
     };
-    let mut sender = Sender::new(&base, 200, Some(speed), Duration::from_secs(600));
+    let mut sender = Sender::new(
+        std::slice::from_ref(&base),
+        200,
+        Some(speed),
+        Duration::from_secs(600),
+    );
     // Nights and the weeks of online sales before the fair are skipped.
     sender.max_idle = Some(Duration::from_secs(5));
     sender.fast_until = venue

@@ -24,9 +24,10 @@ pub struct SimArgs {
     /// Write the events (NDJSON) here.
     #[arg(long, conflicts_with = "target")]
     pub out: Option<PathBuf>,
-    /// Send the events to this server (e.g. http://127.0.0.1:8080).
-    #[arg(long)]
-    pub target: Option<String>,
+    /// Send the events to this server (e.g. http://127.0.0.1:8080); several
+    /// (repeated or comma-separated) take the batches in turn.
+    #[arg(long, value_delimiter = ',')]
+    pub target: Vec<String>,
     /// With --target: simulated seconds per second, or `max`.
     #[arg(long, default_value = "max")]
     pub speed: String,
@@ -104,8 +105,8 @@ pub async fn run(args: SimArgs) -> Result<(), AppError> {
         Simulator::new(&venue, args.config()).map_err(|e| AppError::Config(e.to_string()))?;
     let started = Instant::now();
     let mut progress = Progress::new();
-    match (&args.out, &args.target) {
-        (Some(path), None) => {
+    match (&args.out, args.target.as_slice()) {
+        (Some(path), []) => {
             let file = std::fs::File::create(path)
                 .map_err(AppError::io(format!("cannot create {}", path.display())))?;
             let mut out = BufWriter::new(file);
@@ -117,9 +118,9 @@ pub async fn run(args: SimArgs) -> Result<(), AppError> {
             }
             out.flush().map_err(AppError::io("writing events"))?;
         }
-        (None, Some(target)) => {
+        (None, targets @ [_, ..]) => {
             let mut sender = Sender::new(
-                target,
+                targets,
                 args.batch,
                 args.speed()?,
                 Duration::from_secs(args.retry_for_s),

@@ -29,14 +29,21 @@ pub struct Server {
 impl Server {
     /// Starts `footfall serve` and waits for its address line.
     pub fn start(data_dir: &Path, port: u16) -> Self {
+        Self::spawn("serve", data_dir, port, &[])
+    }
+
+    /// Starts `footfall COMMAND --listen 127.0.0.1:PORT --data-dir DIR
+    /// EXTRA…` and waits for its address line.
+    pub fn spawn(command: &str, data_dir: &Path, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args([
-                "serve",
+                command,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -45,7 +52,10 @@ impl Server {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines.next().expect("footfall printed its address").unwrap();
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("footfall {command} printed its address"))
+                .unwrap();
             if let Some(rest) = line.strip_prefix("footfall listening on http://") {
                 break rest.trim().parse().unwrap();
             }

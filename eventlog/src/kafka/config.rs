@@ -85,6 +85,12 @@ pub struct KafkaConfig {
     /// requests). Default 2 s, to suit a readiness probe.
     #[serde(default = "default_metadata_timeout_ms")]
     pub metadata_timeout_ms: u64,
+    /// How long a silent group member keeps its partitions
+    /// (`session.timeout.ms`). A crashed materialiser's partitions wait this
+    /// long before another member takes them over. Default 45 s
+    /// (librdkafka's); the broker allows 6 s to 300 s by default.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
 }
 
 fn default_partitions() -> u32 {
@@ -117,6 +123,9 @@ fn default_dedup_cache_ids() -> usize {
 fn default_metadata_timeout_ms() -> u64 {
     2_000
 }
+fn default_session_timeout_ms() -> u64 {
+    45_000
+}
 
 impl KafkaConfig {
     /// The defaults, on these brokers.
@@ -134,6 +143,7 @@ impl KafkaConfig {
             queue_max_messages: default_queue_max_messages(),
             queue_max_bytes: default_queue_max_bytes(),
             dedup_cache_ids: default_dedup_cache_ids(),
+            session_timeout_ms: default_session_timeout_ms(),
             metadata_timeout_ms: default_metadata_timeout_ms(),
         }
     }
@@ -196,6 +206,9 @@ impl KafkaConfig {
         if self.metadata_timeout_ms == 0 {
             return invalid("metadata_timeout_ms must be at least 1".into());
         }
+        if self.session_timeout_ms < 3_000 {
+            return invalid("session_timeout_ms must be at least 3000 (three heartbeats)".into());
+        }
         Ok(())
     }
 
@@ -248,7 +261,8 @@ impl KafkaConfig {
             .set("partition.assignment.strategy", "roundrobin")
             // Members notice a rebalance within a second instead of three:
             // consumption of the whole group pauses until all have rejoined.
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string());
         c
     }
 

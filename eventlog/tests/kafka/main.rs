@@ -12,6 +12,7 @@ use footfall_eventlog::kafka::{KafkaConfig, KafkaLog, SCHEMA_VERSION_HEADER};
 use footfall_eventlog::{
     Append, Appended, Delivered, EventLog, LogError, Polled, StartAt, Stream, Subscription, Topic,
 };
+use footfall_testkit::unique;
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -19,10 +20,9 @@ use rdkafka::message::Headers;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
@@ -30,30 +30,7 @@ static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn bootstrap() -> Option<String> {
-    match std::env::var("FOOTFALL_KAFKA_BOOTSTRAP") {
-        Ok(b) if !b.trim().is_empty() => Some(b.trim().to_owned()),
-        _ if std::env::var("FOOTFALL_SKIP_KAFKA").as_deref() == Ok("1") => {
-            eprintln!("skipped: FOOTFALL_SKIP_KAFKA=1 and no FOOTFALL_KAFKA_BOOTSTRAP");
-            None
-        }
-        _ => panic!(
-            "FOOTFALL_KAFKA_BOOTSTRAP is not set. These tests need a real Kafka broker: run \
-             `scripts/kafka start` from the repository root, then \
-             `export FOOTFALL_KAFKA_BOOTSTRAP=$(cat .kafka/bootstrap)` (or set FOOTFALL_SKIP_KAFKA=1 to skip them)"
-        ),
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "{prefix}-{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    footfall_testkit::kafka_bootstrap()
 }
 
 fn config(bootstrap: &str) -> KafkaConfig {

@@ -2,48 +2,7 @@
 //! cluster that never answers.
 
 use super::*;
-
-/// The broker's state dir, as `scripts/kafka` would find it.
-fn kafka_dir() -> PathBuf {
-    std::env::var_os("FOOTFALL_KAFKA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.kafka"))
-}
-
-fn kafka_script(action: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka");
-    let status = std::process::Command::new(&script)
-        .arg(action)
-        .env("FOOTFALL_KAFKA_DIR", kafka_dir())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(status.success(), "`scripts/kafka {action}` failed");
-}
-
-/// The broker stays paused while this lives, resumed even if a test panics.
-struct Paused;
-
-impl Paused {
-    fn start(bootstrap: &str) -> Self {
-        let dir = kafka_dir();
-        let theirs = std::fs::read_to_string(dir.join("bootstrap")).unwrap_or_default();
-        assert_eq!(
-            theirs.trim(),
-            bootstrap,
-            "the outage test pauses the broker of {} (set FOOTFALL_KAFKA_DIR to the state dir of the broker at \
-             FOOTFALL_KAFKA_BOOTSTRAP)",
-            dir.display()
-        );
-        kafka_script("pause");
-        Paused
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        kafka_script("resume");
-    }
-}
+use footfall_testkit::PausedBroker;
 
 #[tokio::test]
 async fn a_paused_broker_fails_appends_in_time_and_they_recover_after() {
@@ -74,7 +33,7 @@ async fn a_paused_broker_fails_appends_in_time_and_they_recover_after() {
         .expect("subscribe");
     read(&mut sub, 20).await;
 
-    let paused = Paused::start(&bootstrap);
+    let paused = PausedBroker::start(&bootstrap);
     let t0 = Instant::now();
     let failed = tokio::time::timeout(Duration::from_secs(10), log.append(batch("during")))
         .await

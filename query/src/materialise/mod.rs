@@ -7,6 +7,7 @@
 //! is either in a committed file (and skipped when replayed) or read again.
 
 mod checkpoint;
+mod peers;
 mod rows;
 mod stream;
 
@@ -25,7 +26,11 @@ use footfall_schemas::Venue;
 use crate::config::QueryConfig;
 use crate::metrics::QueryMetrics;
 use crate::snapshot::{FileRef, SharedSnapshot, Snapshot};
+use peers::Peers;
 use stream::{Outcome, StreamState};
+
+/// How often the manifests of streams other instances own are re-read.
+const PEER_REFRESH: Duration = Duration::from_secs(1);
 
 /// The materialiser's position, for readiness and lag.
 #[derive(Clone, Debug, Default)]
@@ -74,6 +79,7 @@ impl Materialiser {
             }
         };
         let mut streams: BTreeMap<Stream, StreamState> = BTreeMap::new();
+        let mut peers = Peers::new(PEER_REFRESH);
         let mut last_flush = Instant::now();
         let linger = Duration::from_millis(self.config.batch_linger_ms);
         let flush_interval = Duration::from_millis(self.config.flush_interval_ms);
@@ -104,6 +110,8 @@ impl Materialiser {
                             tracing::info!(%stream, offset = state.next_offset, "stream handed over");
                         }
                     }
+                    // Show what was handed over from its manifest at once.
+                    peers.expire();
                     changed = true;
                 }
                 Ok(Polled::Records(records)) => {
@@ -142,12 +150,13 @@ impl Materialiser {
                 last_flush = Instant::now();
                 changed = true;
             }
+            changed |= peers.refresh(&self.data_dir, &|s| streams.contains_key(&s));
             if changed {
-                self.publish(&streams);
+                self.publish(&streams, &peers);
             }
         }
         self.flush_all(&mut streams, &mut *sub)?;
-        self.publish(&streams);
+        self.publish(&streams, &peers);
         tracing::info!("materialiser flushed and stopped");
         Ok(())
     }
@@ -188,15 +197,27 @@ impl Materialiser {
         Ok(())
     }
 
-    fn publish(&self, streams: &BTreeMap<Stream, StreamState>) {
+    /// Publishes the owned streams' files and sealed batches, and the files
+    /// of the streams peers own, as the snapshot SQL reads.
+    fn publish(&self, streams: &BTreeMap<Stream, StreamState>, peers: &Peers) {
         let mut snapshot = Snapshot::default();
-        for state in streams.values() {
-            for file in &state.manifest.files {
+        let peer_manifests = peers
+            .manifests()
+            .filter(|(s, _)| !streams.contains_key(s))
+            .map(|(_, m)| m);
+        for manifest in streams
+            .values()
+            .map(|st| &st.manifest)
+            .chain(peer_manifests)
+        {
+            for file in &manifest.files {
                 snapshot.tables[file.table.index()].files.push(FileRef {
                     path: self.data_dir.join(&file.path),
                     bytes: file.bytes,
                 });
             }
+        }
+        for state in streams.values() {
             for (i, batches) in state.sealed.iter().enumerate() {
                 snapshot.tables[i].batches.extend(batches.iter().cloned());
             }
