@@ -9,59 +9,18 @@
 //! pseudonyms are shown as the badge ids they stand for (the test knows the
 //! key), so that a reviewer can follow each visitor.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use footfall_ingest::Pseudonymiser;
 use footfall_schemas::ids::BadgeId;
-
-/// The pseudonymisation key of the test's data dir, so pseudonyms are known.
-const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+use support::{KEY_HEX, Keyed};
 
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
-}
-
-/// `footfall serve` on the golden venue; killed on drop.
-struct Golden {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Golden {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &Path) -> Golden {
-    use std::io::{BufRead, BufReader};
-    std::fs::create_dir_all(data_dir).unwrap();
-    std::fs::write(data_dir.join("pseudonym.key"), KEY_HEX).unwrap();
-    let mut child = Command::new(common::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--venue"])
-        .arg(golden_dir().join("venue.toml"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the footfall binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("footfall printed its address").unwrap();
-        if let Some(rest) = line.strip_prefix("footfall listening on ") {
-            break rest.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Golden { child, base }
+    support::root("tests/golden")
 }
 
 /// Every badge id of the dataset, by its pseudonym.
@@ -89,17 +48,6 @@ fn hex_key() -> Vec<u8> {
         .collect()
 }
 
-fn post_ndjson(base: &str, body: String) -> serde_json::Value {
-    let response = reqwest::blocking::Client::new()
-        .post(format!("{base}/v1/events"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().unwrap()
-}
-
 fn csv(base: &str, sql: &str) -> String {
     let response = reqwest::blocking::Client::new()
         .post(format!("{base}/v1/sql?format=csv"))
@@ -112,35 +60,23 @@ fn csv(base: &str, sql: &str) -> String {
     text
 }
 
-fn count(base: &str, sql: &str) -> u64 {
-    common::sql(base, sql)[0]["n"].as_u64().unwrap()
-}
-
 #[test]
 fn golden_queries_answer_what_was_reviewed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir.path().join("data"));
+    let server = Keyed::start(&dir.path().join("data"), &golden_dir().join("venue.toml"));
     let batches = [
         golden_dir().join("batch-1.ndjson"),
         golden_dir().join("batch-2.ndjson"),
     ];
     // The second batch arrives later: a late upload, a duplicate, a retry.
-    let first = post_ndjson(&server.base, std::fs::read_to_string(&batches[0]).unwrap());
-    assert_eq!(first["rejected"], 2, "{first}");
-    let second = post_ndjson(&server.base, std::fs::read_to_string(&batches[1]).unwrap());
-    assert_eq!(second["accepted"], 1, "{second}");
-    assert_eq!(second["duplicates"], 2, "{second}");
-
-    // 41 distinct events were accepted in all (33 scans, 8 tickets).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(
-        &server.base,
-        "SELECT (SELECT count(*) FROM scans) + (SELECT count(*) FROM tickets) AS n",
-    ) != 41
-    {
-        assert!(Instant::now() < deadline, "the events never became queryable");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // 41 distinct events are accepted in all (33 scans, 8 tickets); the two
+    // bad lines of the first batch are rejected.
+    let accepted: u64 = batches
+        .iter()
+        .map(|b| server.send(&std::fs::read_to_string(b).unwrap(), 1000))
+        .sum();
+    assert_eq!(accepted, 41);
+    server.wait_for_events(41, Duration::from_secs(30));
 
     let names = badge_names(&batches);
     let bless = std::env::var_os("FOOTFALL_BLESS").is_some();
