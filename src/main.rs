@@ -32,6 +32,10 @@ enum Command {
     Sim(cli::sim::SimArgs),
     /// Ask a running server a SQL question.
     Sql(cli::sql::SqlArgs),
+    /// Write every table and view of a running server as Parquet files.
+    Export(cli::export::ExportArgs),
+    /// Write sponsor reports (HTML, CSV, JSON, PDF) from a running server.
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> Result<()> {
@@ -48,6 +52,8 @@ fn main() -> Result<()> {
             Command::Query(args) => cli::serve::run(args, Role::Query).await?,
             Command::Sim(args) => cli::sim::run(args).await?,
             Command::Sql(args) => cli::sql::run(args).await?,
+            Command::Export(args) => cli::export::run(args).await?,
+            Command::Report(args) => cli::report::run(args).await?,
         }
         Ok(())
     })

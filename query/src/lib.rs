@@ -13,6 +13,7 @@ pub mod format;
 pub mod live;
 pub mod materialise;
 pub mod metrics;
+pub mod report;
 mod routes;
 pub mod snapshot;
 pub mod table_kind;

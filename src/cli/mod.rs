@@ -1,6 +1,8 @@
 //! The subcommands of `footfall`, one module each.
 
 pub mod demo;
+pub mod export;
+pub mod report;
 pub mod serve;
 pub mod sim;
 pub mod sql;
