@@ -36,6 +36,11 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Write sponsor reports (HTML, CSV, JSON, PDF) from a running server.
     Report(cli::report::ReportArgs),
+    /// Make tokens for the auth file (`serve --auth`), or hash one.
+    Auth(cli::auth::AuthArgs),
+    /// Erase one visitor (by badge id) from every table; run it with the
+    /// server stopped.
+    Forget(cli::forget::ForgetArgs),
 }
 
 fn main() -> Result<()> {
@@ -54,6 +59,8 @@ fn main() -> Result<()> {
             Command::Sql(args) => cli::sql::run(args).await?,
             Command::Export(args) => cli::export::run(args).await?,
             Command::Report(args) => cli::report::run(args).await?,
+            Command::Auth(args) => cli::auth::run(args)?,
+            Command::Forget(args) => cli::forget::run(args)?,
         }
         Ok(())
     })

@@ -66,6 +66,9 @@ pub struct ServeOptions {
     pub pseudonym_key: Option<PathBuf>,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    /// Tokens and roles; without them every route is open, so the server
+    /// listens on loopback only.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl ServeOptions {
@@ -81,6 +84,7 @@ impl ServeOptions {
             pseudonym_key: None,
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
+            auth: None,
         }
     }
 }
@@ -126,11 +130,17 @@ pub async fn start(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
-    if !options.listen.ip().is_loopback() {
-        return Err(AppError::Config(format!(
-            "{} is not a loopback address: without an auth file footfall only listens on 127.0.0.1 or ::1",
-            options.listen
-        )));
+    match &options.auth {
+        None if !options.listen.ip().is_loopback() => {
+            return Err(AppError::Config(format!(
+                "{} is not a loopback address: without an auth file (--auth) footfall only listens on 127.0.0.1 or ::1",
+                options.listen
+            )));
+        }
+        None => tracing::warn!(
+            "no auth file (--auth): every route is open to whoever reaches this machine's loopback, so footfall listens on loopback only"
+        ),
+        Some(auth) => tracing::info!(tokens = auth.len(), "access control on: every route but /healthz and /readyz needs a token"),
     }
     std::fs::create_dir_all(&options.data_dir).map_err(AppError::io(format!(
         "cannot create the data dir {}",
@@ -199,6 +209,10 @@ pub async fn start(
             .route("/metrics", get(metrics))
             .with_state(shared),
     );
+    let app = match options.auth {
+        Some(auth) => crate::auth::protect(app, auth),
+        None => app,
+    };
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -233,6 +247,12 @@ pub async fn start(
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     if let Err(e) = shared.log.check().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("event log: {e}\n"));
+    }
+    if let Some(e) = shared.query.as_ref().and_then(|q| q.flush_error()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("materialiser cannot write Parquet (retrying): {e}\n"),
+        );
     }
     if shared.query.as_ref().is_some_and(|q| !q.caught_up()) {
         return (

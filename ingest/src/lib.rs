@@ -15,6 +15,9 @@ pub mod metrics;
 pub mod pseudonym;
 mod routes;
 
+#[cfg(test)]
+mod proptests;
+
 use std::sync::Arc;
 
 use footfall_eventlog::EventLog;

@@ -23,6 +23,21 @@ use crate::table_kind::TableKind;
 /// Largest answer kept in memory for one request.
 const MAX_RESULT_BYTES: usize = 256 << 20;
 
+/// What the caller of a query may read, set by the server's access
+/// control (absent: everything, as on a loopback-only server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The `rejected` table keeps raw event text, which may hold badge ids
+    /// in clear: organizers only.
+    pub may_read_rejected: bool,
+}
+
+impl Caller {
+    pub const ANYONE: Self = Self {
+        may_read_rejected: true,
+    };
+}
+
 /// A query's answer.
 #[derive(Debug)]
 pub struct QueryResult {
@@ -122,12 +137,19 @@ impl SqlEngine {
     /// forbidden SQL, the memory limit, the timeout or an oversized result.
     /// Dropping the returned future (client gone) stops the query.
     pub async fn query(&self, sql: &str) -> Result<QueryResult, QueryError> {
+        self.query_as(sql, Caller::ANYONE).await
+    }
+
+    /// [`SqlEngine::query`] for a caller who may not read everything;
+    /// fails with [`QueryError::Forbidden`] when the query reads what the
+    /// caller may not.
+    pub async fn query_as(&self, sql: &str, caller: Caller) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let sql = sql.to_owned();
         let timeout = self.timeout;
         let task = self.runtime.spawn(async move {
-            tokio::time::timeout(timeout, run(&ctx, &sql))
+            tokio::time::timeout(timeout, run(&ctx, &sql, caller))
                 .await
                 .unwrap_or(Err(QueryError::Timeout(timeout.as_millis() as u64)))
         });
@@ -158,7 +180,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
+async fn run(ctx: &SessionContext, sql: &str, caller: Caller) -> Result<QueryResult, QueryError> {
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -167,6 +189,11 @@ async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError>
         .sql_with_options(sql, options)
         .await
         .map_err(QueryError::from_datafusion)?;
+    if !caller.may_read_rejected && reads_table(df.logical_plan(), TableKind::Rejected.name())? {
+        return Err(QueryError::Forbidden(
+            "the rejected table (raw event text) is for organizers only".into(),
+        ));
+    }
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut stream = df
         .execute_stream()
@@ -183,6 +210,28 @@ async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError>
         batches.push(batch);
     }
     Ok(QueryResult { schema, batches })
+}
+
+/// Whether the plan, its subqueries included, scans `table`. Views appear
+/// as scans of their own name, so a view over `table` must be named too.
+fn reads_table(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    table: &str,
+) -> Result<bool, QueryError> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    use datafusion::logical_expr::LogicalPlan;
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if scan.table_name.table() == table {
+                found = true;
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(internal)?;
+    Ok(found)
 }
 
 fn internal(e: impl std::fmt::Display) -> QueryError {

@@ -30,6 +30,9 @@ pub enum QueryError {
     /// User: an unknown stand or exhibitor in a report request.
     #[error("{0}")]
     NotFound(String),
+    /// User: the caller's role may not read what the query reads.
+    #[error("{0}")]
+    Forbidden(String),
     /// Internal: a bug or an I/O failure on our side; details are logged,
     /// not sent. A retry may help if it was I/O.
     #[error("internal error")]
@@ -80,6 +83,7 @@ impl QueryError {
             | Self::ResultTooLarge(_)
             | Self::UnknownFormat(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,6 +98,7 @@ impl QueryError {
             Self::ResultTooLarge(_) => "result_too_large",
             Self::UnknownFormat(_) => "unknown_format",
             Self::NotFound(_) => "not_found",
+            Self::Forbidden(_) => "forbidden",
             Self::Internal(_) => "internal",
         }
     }

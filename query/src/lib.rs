@@ -26,7 +26,7 @@ use footfall_eventlog::EventLog;
 use footfall_schemas::Venue;
 
 pub use config::QueryConfig;
-pub use engine::{QueryResult, SqlEngine};
+pub use engine::{Caller, QueryResult, SqlEngine};
 pub use error::QueryError;
 pub use metrics::QueryMetrics;
 
@@ -122,6 +122,11 @@ impl Query {
             .map(|t| t.as_ref().is_some_and(|t| !t.is_finished()))
             .unwrap_or(false);
         running && self.progress.borrow().caught_up
+    }
+
+    /// Why the materialiser cannot flush to Parquet now, while it cannot.
+    pub fn flush_error(&self) -> Option<String> {
+        self.progress.borrow().flush_error.clone()
     }
 
     /// Stops the materialiser after a last flush and checkpoint; waits for it.

@@ -1,6 +1,8 @@
 //! The subcommands of `footfall`, one module each.
 
+pub mod auth;
 pub mod demo;
+pub mod forget;
 pub mod export;
 pub mod report;
 pub mod serve;

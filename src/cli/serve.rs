@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// a fair; created when missing. Default: `DATA_DIR/pseudonym.key`.
     #[arg(long, env = "FOOTFALL_PSEUDONYM_KEY")]
     pub pseudonym_key: Option<PathBuf>,
+    /// Auth file (TOML) of hashed tokens and their roles (see README,
+    /// "Access control"). Without one, footfall listens on loopback only.
+    #[arg(long, env = "FOOTFALL_AUTH")]
+    pub auth: Option<PathBuf>,
 }
 
 /// The settings file.
@@ -86,6 +90,10 @@ pub async fn run(args: ServeArgs, role: Role) -> Result<(), AppError> {
     let venue = super::load_venue(args.venue.as_deref())?;
     let settings = Settings::load(args.config.as_deref())?;
     let log = settings.log(args.kafka.as_deref())?;
+    let auth = match &args.auth {
+        Some(path) => Some(std::sync::Arc::new(crate::auth::Auth::load(path, &venue)?)),
+        None => None,
+    };
     let on = match &log {
         LogChoice::Embedded => "the embedded log".to_owned(),
         LogChoice::Kafka(k) => format!("kafka at {}", k.bootstrap_servers),
@@ -97,6 +105,7 @@ pub async fn run(args: ServeArgs, role: Role) -> Result<(), AppError> {
         pseudonym_key: args.pseudonym_key,
         ingest: settings.ingest,
         query: settings.query,
+        auth,
         ..ServeOptions::new(args.data_dir.clone(), args.listen, venue.clone())
     };
     let running = server::start(options, super::termination()).await?;

@@ -22,6 +22,9 @@ pub struct SqlArgs {
     pub server: String,
     #[arg(long, value_enum, default_value = "table")]
     pub output: Output,
+    /// The token (analyst or organizer) when the server has an auth file.
+    #[arg(long, env = "FOOTFALL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 pub async fn run(args: SqlArgs) -> Result<(), AppError> {
@@ -34,9 +37,11 @@ pub async fn run(args: SqlArgs) -> Result<(), AppError> {
         "{}/v1/sql?format={format}",
         args.server.trim_end_matches('/')
     );
-    let response = reqwest::Client::new()
-        .post(&url)
-        .body(args.sql)
+    let mut request = reqwest::Client::new().post(&url).body(args.sql);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token.trim());
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| AppError::Remote(format!("cannot reach {url}: {e}")))?;

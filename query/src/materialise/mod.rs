@@ -7,11 +7,13 @@
 //! is either in a committed file (and skipped when replayed) or read again.
 
 mod checkpoint;
+mod forget;
 mod peers;
 mod rows;
 mod stream;
 
 pub use checkpoint::{FileEntry, Manifest, read_manifest};
+pub use forget::{FORGOTTEN_FILE, Forgotten, forget};
 pub use rows::{Local, date_of_day};
 
 use std::collections::BTreeMap;
@@ -32,6 +34,17 @@ use stream::{Outcome, StreamState};
 /// How often the manifests of streams other instances own are re-read.
 const PEER_REFRESH: Duration = Duration::from_secs(1);
 
+/// First wait after a failed flush; doubled after each failure up to
+/// [`FLUSH_RETRY_MAX`]. A full or read-only disk is fixed by a person, so
+/// retrying faster only fills the log with the same line.
+const FLUSH_RETRY_FIRST: Duration = Duration::from_millis(250);
+const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Longest the materialiser keeps reading at shutdown so that its last
+/// checkpoint covers every event acknowledged before the HTTP server
+/// stopped; what it cannot read by then is replayed at the next start.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// The materialiser's position, for readiness and lag.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
@@ -39,6 +52,9 @@ pub struct Progress {
     pub positions: BTreeMap<Stream, i64>,
     /// Whether the last poll found nothing left to read.
     pub caught_up: bool,
+    /// Why the last flush failed, while flushes fail (a full or read-only
+    /// disk, say). Reading the log pauses meanwhile; the events wait there.
+    pub flush_error: Option<String>,
 }
 
 pub struct Materialiser {
@@ -54,8 +70,11 @@ pub struct Materialiser {
 
 impl Materialiser {
     /// Runs until `shutdown` turns true, then flushes and checkpoints every
-    /// stream. Fails only when a stream's checkpoint cannot be read or its
-    /// files written; log outages are waited out.
+    /// stream. Fails only when a stream's checkpoint cannot be read, or the
+    /// last flush at shutdown fails; log outages are waited out, and a
+    /// failed flush is retried with backoff (reading the log pauses
+    /// meanwhile, so memory stays bounded and nothing is lost: the unflushed
+    /// rows stay in memory and the rest waits in the log).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let data_dir = self.data_dir.clone();
         let start: footfall_eventlog::StartAt = std::sync::Arc::new(move |stream| {
@@ -83,10 +102,30 @@ impl Materialiser {
         let mut last_flush = Instant::now();
         let linger = Duration::from_millis(self.config.batch_linger_ms);
         let flush_interval = Duration::from_millis(self.config.flush_interval_ms);
+        // While flushes fail: when to try again, and the wait after that.
+        let mut retry: Option<(Instant, Duration)> = None;
 
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if let Some((at, wait)) = retry {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                }
+                match self.flush_all(&mut streams, &mut *sub) {
+                    Ok(()) => {
+                        tracing::info!("flushing works again");
+                        retry = None;
+                        last_flush = Instant::now();
+                        self.progress.send_modify(|p| p.flush_error = None);
+                        self.publish(&streams, &peers);
+                    }
+                    Err(e) => retry = Some(self.flush_failed(&e, wait.saturating_mul(2))),
+                }
+                continue;
             }
             let polled = tokio::select! {
                 biased;
@@ -106,8 +145,12 @@ impl Materialiser {
                 Ok(Polled::Revoked(revoked)) => {
                     for stream in revoked {
                         if let Some(mut state) = streams.remove(&stream) {
-                            state.flush(&self.data_dir)?;
-                            tracing::info!(%stream, offset = state.next_offset, "stream handed over");
+                            // Unflushed rows are dropped with the stream: its
+                            // new owner reads them again from the checkpoint.
+                            match state.flush(&self.data_dir) {
+                                Ok(()) => tracing::info!(%stream, offset = state.next_offset, "stream handed over"),
+                                Err(e) => tracing::warn!(%stream, error = %e, "stream handed over unflushed; its new owner replays from the checkpoint"),
+                            }
                         }
                     }
                     // Show what was handed over from its manifest at once.
@@ -146,8 +189,10 @@ impl Materialiser {
             if held >= self.config.flush_rows
                 || (held > 0 && last_flush.elapsed() >= flush_interval)
             {
-                self.flush_all(&mut streams, &mut *sub)?;
-                last_flush = Instant::now();
+                match self.flush_all(&mut streams, &mut *sub) {
+                    Ok(()) => last_flush = Instant::now(),
+                    Err(e) => retry = Some(self.flush_failed(&e, FLUSH_RETRY_FIRST)),
+                }
                 changed = true;
             }
             changed |= peers.refresh(&self.data_dir, &|s| streams.contains_key(&s));
@@ -155,10 +200,53 @@ impl Materialiser {
                 self.publish(&streams, &peers);
             }
         }
+        if retry.is_none() {
+            self.drain(&mut streams, &mut *sub).await;
+        }
         self.flush_all(&mut streams, &mut *sub)?;
         self.publish(&streams, &peers);
         tracing::info!("materialiser flushed and stopped");
         Ok(())
+    }
+
+    /// Reads what the log holds now, until a poll finds nothing or
+    /// [`SHUTDOWN_DRAIN`] passes.
+    async fn drain(&self, streams: &mut BTreeMap<Stream, StreamState>, sub: &mut dyn Subscription) {
+        let deadline = Instant::now() + SHUTDOWN_DRAIN;
+        let mut read = 0usize;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let polled = tokio::time::timeout(
+                left,
+                sub.poll(self.config.poll_records, Duration::from_millis(50)),
+            )
+            .await;
+            let Ok(Ok(Polled::Records(records))) = polled else {
+                break;
+            };
+            if records.is_empty() {
+                break;
+            }
+            for record in &records {
+                if let Some(state) = streams.get_mut(&record.stream) {
+                    let outcome = state.add(record, self.venue.time_zone);
+                    self.count(outcome, record.stream);
+                    read += 1;
+                }
+            }
+        }
+        tracing::info!(records = read, "read the log to its end before the last flush");
+    }
+
+    /// Records a failed flush for readiness and the log; returns when to
+    /// try again and the wait after that.
+    fn flush_failed(&self, error: &std::io::Error, wait: Duration) -> (Instant, Duration) {
+        let wait = wait.min(FLUSH_RETRY_MAX);
+        tracing::error!(%error, retry_in_ms = wait.as_millis() as u64, "flushing to Parquet failed; reading the log pauses until it works");
+        self.progress.send_modify(|p| {
+            p.flush_error = Some(error.to_string());
+            p.caught_up = false;
+        });
+        (Instant::now() + wait, wait)
     }
 
     fn count(&self, outcome: Outcome, stream: Stream) {

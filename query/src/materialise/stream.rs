@@ -26,7 +26,8 @@ pub enum Outcome {
     Duplicate,
     /// Not a valid record: kept in `rejected` with code `bad_record`.
     BadRecord,
-    /// Before the checkpoint (a replay overlap): already counted.
+    /// Before the checkpoint (a replay overlap): already counted; or the
+    /// event of a forgotten visitor.
     Skipped,
 }
 
@@ -44,6 +45,9 @@ pub struct StreamState {
     pub manifest: Manifest,
     /// When the oldest unsealed row arrived.
     pub unsealed_since: Option<Instant>,
+    /// Pseudonyms erased by `footfall forget`: their scans and tickets are
+    /// skipped when the log is read again.
+    forgotten: HashSet<String>,
 }
 
 impl StreamState {
@@ -56,6 +60,7 @@ impl StreamState {
         if removed > 0 {
             tracing::info!(%stream, removed, "removed files of a flush that never committed");
         }
+        let forgotten = super::forget::forgotten(data_dir)?;
         let mut seen = HashSet::new();
         for file in manifest
             .files
@@ -76,6 +81,7 @@ impl StreamState {
             sealed: Default::default(),
             manifest,
             unsealed_since: None,
+            forgotten,
         })
     }
 
@@ -120,6 +126,9 @@ impl StreamState {
         let r: ScanRecord =
             serde_json::from_slice(value).map_err(|e| format!("not a scan record: {e}"))?;
         let (ts, received) = times(r.ts, r.received_at)?;
+        if self.forgotten.contains(r.badge) {
+            return Ok(Outcome::Skipped);
+        }
         if !self.first_seen(r.event_id) {
             return Ok(Outcome::Duplicate);
         }
@@ -133,6 +142,9 @@ impl StreamState {
         let (ts, received) = times(r.ts, r.received_at)?;
         let price =
             Price::parse(r.price).ok_or_else(|| format!("price {:?} is not a decimal", r.price))?;
+        if self.forgotten.contains(r.badge) {
+            return Ok(Outcome::Skipped);
+        }
         if !self.first_seen(r.event_id) {
             return Ok(Outcome::Duplicate);
         }

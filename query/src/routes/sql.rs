@@ -1,6 +1,7 @@
 //! `POST /v1/sql`: the body is the SQL text; `?format=` picks the answer's
 //! encoding (json by default).
 
+use axum::Extension;
 use axum::extract::{Query as Params, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +9,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use crate::Query;
+use crate::engine::Caller;
 use crate::error::QueryError;
 use crate::format::Format;
 
@@ -22,15 +24,22 @@ pub(crate) struct SqlParams {
 pub(crate) async fn post_sql(
     State(query): State<Arc<Query>>,
     Params(params): Params<SqlParams>,
+    caller: Option<Extension<Caller>>,
     body: String,
 ) -> Response {
-    match answer(&query, params, &body).await {
+    let caller = caller.map_or(Caller::ANYONE, |Extension(c)| c);
+    match answer(&query, params, &body, caller).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
 }
 
-async fn answer(query: &Query, params: SqlParams, sql: &str) -> Result<Response, QueryError> {
+async fn answer(
+    query: &Query,
+    params: SqlParams,
+    sql: &str,
+    caller: Caller,
+) -> Result<Response, QueryError> {
     let format = Format::parse(params.format.as_deref())?;
     if sql.len() > MAX_SQL_BYTES {
         return Err(QueryError::Sql(format!(
@@ -40,7 +49,7 @@ async fn answer(query: &Query, params: SqlParams, sql: &str) -> Result<Response,
     if sql.trim().is_empty() {
         return Err(QueryError::Sql("the body must hold the SQL text".into()));
     }
-    let result = query.engine.query(sql).await?;
+    let result = query.engine.query_as(sql, caller).await?;
     let body = format.encode(&result)?;
     Ok((
         StatusCode::OK,

@@ -1,0 +1,214 @@
+//! Erasure of one visitor from the tables: every committed Parquet file
+//! holding their pseudonymous badge (scans, tickets) or their raw badge id
+//! (the raw text of rejected events) is rewritten without those rows, and
+//! the manifest swapped atomically, as a flush would. Views, reports and
+//! exports read these files, so they forget too.
+//!
+//! Runs with the materialiser stopped (it owns the manifests while it
+//! runs). The pseudonym is added to `forgotten.txt` in the data dir, and
+//! the materialiser skips scans and tickets of a forgotten pseudonym when
+//! it reads the log again (a lost checkpoint, a new query instance). What
+//! this cannot do is in `docs/operations.md`: the log keeps its records
+//! until its retention ends.
+
+use arrow::array::{Array, BooleanArray, StringArray};
+use arrow::compute::filter_record_batch;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+
+use footfall_eventlog::Stream;
+
+use super::checkpoint::{self, Manifest};
+use crate::table_kind::TableKind;
+
+/// The list of forgotten pseudonyms, one a line, in the data dir.
+pub const FORGOTTEN_FILE: &str = "forgotten.txt";
+
+/// Rows removed, per table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Forgotten {
+    pub scans: u64,
+    pub tickets: u64,
+    pub rejected: u64,
+    /// Parquet files rewritten.
+    pub files: u64,
+}
+
+/// The forgotten pseudonyms of a data dir (empty when none).
+/// Fails when the file exists but cannot be read.
+pub fn forgotten(data_dir: &Path) -> io::Result<HashSet<String>> {
+    match std::fs::read_to_string(data_dir.join(FORGOTTEN_FILE)) {
+        Ok(text) => Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashSet::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes the visitor whose badge is `badge` (pseudonym `pseudonym`) from
+/// every committed file of the data dir. Idempotent: a second run finds
+/// nothing. Fails on I/O errors; a failure leaves each stream either as it
+/// was or fully rewritten (the manifest is the commit point).
+pub fn forget(data_dir: &Path, pseudonym: &str, badge: &str) -> io::Result<Forgotten> {
+    // First, so that a replay skips the visitor even if what follows fails.
+    let mut list = forgotten(data_dir)?;
+    if list.insert(pseudonym.to_owned()) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join(FORGOTTEN_FILE))?;
+        writeln!(file, "{pseudonym}")?;
+        file.sync_all()?;
+    }
+    let mut total = Forgotten::default();
+    let Ok(dir) = std::fs::read_dir(data_dir.join("checkpoints")) else {
+        return Ok(total);
+    };
+    for entry in dir {
+        let path = entry?.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let Some(manifest) = checkpoint::read_manifest(&path)? else {
+            continue;
+        };
+        let stream: Stream = manifest.stream.parse().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: stream {:?}: {e}", path.display(), manifest.stream),
+            )
+        })?;
+        forget_in_stream(data_dir, stream, manifest, pseudonym, badge, &mut total)?;
+    }
+    Ok(total)
+}
+
+fn forget_in_stream(
+    data_dir: &Path,
+    stream: Stream,
+    manifest: Manifest,
+    pseudonym: &str,
+    badge: &str,
+    total: &mut Forgotten,
+) -> io::Result<()> {
+    let seq = manifest.seq + 1;
+    let mut next = manifest.clone();
+    next.seq = seq;
+    let mut replaced = Vec::new();
+    for (i, file) in manifest.files.iter().enumerate() {
+        let path = data_dir.join(&file.path);
+        let batches = read(&path)?;
+        let mut kept = Vec::with_capacity(batches.len());
+        let mut removed = 0u64;
+        for batch in &batches {
+            let keep = keep_mask(file.table, batch, pseudonym, badge)?;
+            removed += keep.iter().filter(|k| *k == Some(false)).count() as u64;
+            let part = filter_record_batch(batch, &keep).map_err(io::Error::other)?;
+            if part.num_rows() > 0 {
+                kept.push(part);
+            }
+        }
+        if removed == 0 {
+            continue;
+        }
+        match file.table {
+            TableKind::Scans => total.scans += removed,
+            TableKind::Tickets => total.tickets += removed,
+            TableKind::Rejected => total.rejected += removed,
+        }
+        total.files += 1;
+        let name = format!("{seq:08}-{i:04}.parquet");
+        let entry = checkpoint::write_parquet(
+            data_dir,
+            file.table,
+            stream,
+            &file.local_day,
+            &name,
+            &kept,
+        )?;
+        next.files[i] = entry;
+        replaced.push(path);
+    }
+    if replaced.is_empty() {
+        return Ok(());
+    }
+    // Files left empty stay in the manifest: harmless, and the file list
+    // keeps one shape.
+    checkpoint::save(data_dir, stream, &next)?;
+    for path in replaced {
+        std::fs::remove_file(&path)?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> io::Result<Vec<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)
+        .and_then(|b| b.build())
+        .map_err(io::Error::other)?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io::Error::other)
+}
+
+/// True for the rows to keep.
+fn keep_mask(
+    table: TableKind,
+    batch: &RecordBatch,
+    pseudonym: &str,
+    badge: &str,
+) -> io::Result<BooleanArray> {
+    let column = match table {
+        TableKind::Scans | TableKind::Tickets => "badge",
+        TableKind::Rejected => "raw",
+    };
+    let values = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} has no string column {column}", table.name()),
+            )
+        })?;
+    Ok((0..values.len())
+        .map(|i| {
+            let value = values.value(i);
+            let theirs = match table {
+                TableKind::Scans | TableKind::Tickets => value == pseudonym,
+                TableKind::Rejected => raw_holds(value, badge),
+            };
+            Some(values.is_null(i) || !theirs)
+        })
+        .collect())
+}
+
+/// Whether a rejected event's raw text names the badge: literally, or as
+/// the `badge_id` of the JSON it holds (which may spell it with escapes).
+fn raw_holds(raw: &str, badge: &str) -> bool {
+    raw.contains(badge)
+        || serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .and_then(|v| v.get("badge_id").and_then(|b| b.as_str()).map(|b| b == badge))
+            .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_text_is_matched_literally_and_through_json_escapes() {
+        assert!(raw_holds(r#"{"badge_id":"V-42","x":1}"#, "V-42"));
+        assert!(raw_holds(r#"{"badge_id":"V-\u0034\u0032"}"#, "V-42"));
+        assert!(raw_holds("garbage V-42 garbage", "V-42"));
+        assert!(!raw_holds(r#"{"badge_id":"V-43"}"#, "V-42"));
+    }
+}
