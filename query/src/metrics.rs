@@ -253,7 +253,7 @@ impl FloorMetrics {
         let occupancy = IntGaugeVec::new(
             Opts::new(
                 "footfall_floor_occupancy_persons",
-                "People inside a zone: today's ins minus outs, never negative, 0 when closed.",
+                "People inside a zone by the occupancy view's rule, 0 when closed.",
             ),
             &zone,
         )?;

@@ -107,7 +107,12 @@ pub async fn compute(
             zones.add(level, id, ins, outs);
         }
     }
-    let (mut main, mut stands) = zones.finish(open);
+    let at_stands = if open && !owned.scans.is_empty() {
+        at_stands(ctx, &owned.scans, today, clock).await?
+    } else {
+        HashMap::new()
+    };
+    let (mut main, mut stands) = zones.finish(venue, open, &at_stands);
 
     let sessions = sessions(ctx, venue, &owned.scans, clock).await?;
     let scanners = scanners(venue, &per_scanner, clock, today, open);
@@ -275,20 +280,75 @@ impl ZoneTable {
         self.net[i] += ins.today as i64 - outs.today as i64;
     }
 
-    /// Applies the occupancy rule (never negative; zero when closed) and
-    /// splits the stands off.
-    fn finish(self, open: bool) -> (Vec<ZoneState>, Vec<ZoneState>) {
+    /// Applies the occupancy rule and splits the stands off: the venue and
+    /// rooms by ins minus outs (never negative), stands by their open visits
+    /// (`at_stands`), a pole as the sum of its stands; zero when closed.
+    fn finish(
+        self,
+        venue: &Venue,
+        open: bool,
+        at_stands: &HashMap<String, u64>,
+    ) -> (Vec<ZoneState>, Vec<ZoneState>) {
+        let mut poles: HashMap<&str, u64> = HashMap::new();
+        for (stand, n) in at_stands {
+            if let Some(s) = venue.stand(stand) {
+                *poles.entry(s.pole_id.as_str()).or_default() += n;
+            }
+        }
         let (stands, main): (Vec<_>, Vec<_>) = self
             .zones
             .into_iter()
             .zip(self.net)
             .map(|(mut z, net)| {
-                z.inside = if open { net.max(0) as u64 } else { 0 };
+                let inside = match z.level {
+                    "stand" => at_stands.get(&z.id).copied().unwrap_or(0),
+                    "pole" => poles.get(z.id.as_str()).copied().unwrap_or(0),
+                    _ => net.max(0) as u64,
+                };
+                z.inside = if open { inside } else { 0 };
                 z
             })
             .partition(|z| z.level == "stand");
         (main, stands)
     }
+}
+
+/// Longest a stand visit lasts without a scan closing it (the
+/// `stand_visits` view's default dwell cap).
+const DWELL_CAP: Duration = Duration::hours(2);
+
+/// People at each stand at the clock, by the `stand_visits` rule: a badge
+/// is at a stand while its latest scan of the day is an `in` there, for at
+/// most the dwell cap (a visit closes at the badge's next `out` there or
+/// its next scan anywhere else).
+async fn at_stands(
+    ctx: &SessionContext,
+    partitions: &[i32],
+    today: NaiveDate,
+    clock: DateTime<Utc>,
+) -> datafusion::error::Result<HashMap<String, u64>> {
+    let order = "ORDER BY ts DESC, log_partition DESC, log_offset DESC";
+    let sql = format!(
+        "SELECT stand, count(*) AS n FROM ( \
+           SELECT first_value(zone_kind {order}) AS kind, first_value(stand_id {order}) AS stand, \
+                  first_value(direction {order}) AS dir, max(ts) AS last_ts \
+           FROM scans WHERE {} AND local_day = {} AND ts <= {} GROUP BY badge \
+         ) WHERE kind = 'stand' AND dir = 'in' AND last_ts > {} GROUP BY stand",
+        partition_filter(partitions),
+        lit_day(today),
+        lit_ts(clock),
+        lit_ts(clock - DWELL_CAP),
+    );
+    let mut out = HashMap::new();
+    for b in run(ctx, &sql).await? {
+        let (stand, n) = (strings(&b, 0)?, ints(&b, 1)?);
+        for i in 0..b.num_rows() {
+            if stand.is_valid(i) {
+                out.insert(stand.value(i).to_owned(), n.value(i).max(0) as u64);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn zone(level: &'static str, id: &str, name: &str, capacity: Option<u32>) -> ZoneState {

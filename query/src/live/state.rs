@@ -1,9 +1,13 @@
 //! The live state of the floor: what `/metrics` exports and `/v1/live`
 //! streams, as one immutable value rebuilt from the current snapshot.
 //!
-//! Occupancy follows the `occupancy` view's rule: in a zone, the `in` scans
-//! minus the `out` scans of the local day so far, never below zero, and zero
-//! outside opening hours (everyone still inside is counted out at closing).
+//! Occupancy follows the `occupancy` view's rule, at the live clock instead
+//! of every 15 minutes: for the venue (its gates) and a room, the `in` scans
+//! minus the `out` scans of the local day so far, never below zero; for a
+//! stand, the badges whose latest scan of the day is an `in` there, within
+//! the 2 h dwell cap (the `stand_visits` rule); for a pole, the sum of its
+//! stands (pole entrances count entries, not exits). Zero outside opening
+//! hours: everyone still inside is counted out at closing.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -69,7 +73,7 @@ pub struct ZoneState {
     pub name: String,
     /// People allowed at once; stands have none.
     pub capacity: Option<u32>,
-    /// People inside now, by the occupancy rule.
+    /// People inside now, by the occupancy rule (see the module doc).
     pub inside: u64,
     /// `in` scans of the local day so far.
     pub entries_today: u64,
