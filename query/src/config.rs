@@ -27,8 +27,9 @@ pub struct QueryConfig {
     pub sql_threads: usize,
     /// Shortest time between two refreshes of the live state (`/metrics`,
     /// `/v1/live`). 250 ms matches the batch linger: a scan is on the page
-    /// about half a second after it is accepted, and a week of scans costs
-    /// one core a few percent.
+    /// about 0.6 s after it is accepted. Each refresh re-reads the tables
+    /// (about 0.1 s for a simulated day on two cores; see
+    /// `footfall_live_refresh_duration_seconds`), so raise it for long fairs.
     pub live_interval_ms: u64,
     /// Per-stand series in `/metrics` (entries, occupancy): hundreds of
     /// series, so off unless sponsors' dashboards need them.
