@@ -1,7 +1,42 @@
 //! What the load generators of `bench/run` share: reading input files and
 //! summarising latencies. Each binary prints one JSON object on stdout.
 
+use anyhow::{Context, bail};
+use std::path::Path;
 use std::time::Duration;
+
+/// One record of a topic dump: `topic<TAB>key<TAB>value`, as
+/// `kcat -f '%t\t%k\t%s\n'` writes them.
+#[derive(Debug)]
+pub struct Dumped {
+    pub topic: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// Reads a topic dump; fails on a line that is not three tab-separated
+/// fields, or on an empty dump.
+pub fn read_dump(path: &Path) -> anyhow::Result<Vec<Dumped>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut records = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(topic), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("{}: not topic<TAB>key<TAB>value: {line:?}", path.display());
+        };
+        records.push(Dumped {
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            value: value.to_owned(),
+        });
+    }
+    if records.is_empty() {
+        bail!("{}: empty", path.display());
+    }
+    Ok(records)
+}
 
 /// Percentiles of a set of latencies, in milliseconds.
 #[derive(Debug)]

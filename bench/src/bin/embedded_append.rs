@@ -30,26 +30,19 @@ async fn main() -> anyhow::Result<()> {
     if args.dir.join("events.redb").exists() {
         bail!("{} already holds a log", args.dir.display());
     }
-    let text = std::fs::read_to_string(&args.dump)
-        .with_context(|| format!("reading {}", args.dump.display()))?;
     let mut records = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, '\t');
-        let (Some(topic), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
-        else {
-            bail!("not topic<TAB>key<TAB>value: {line:?}");
-        };
+    for d in footfall_bench::read_dump(&args.dump)? {
         let topic = Topic::ALL
             .into_iter()
-            .find(|t| topic.starts_with(t.name()))
-            .with_context(|| format!("{topic} is not a footfall topic"))?;
-        let id = serde_json::from_str::<serde_json::Value>(value)
+            .find(|t| d.topic.starts_with(t.name()))
+            .with_context(|| format!("{} is not a footfall topic", d.topic))?;
+        let id = serde_json::from_str::<serde_json::Value>(&d.value)
             .ok()
             .and_then(|v| v["event_id"].as_str().map(str::to_owned));
         records.push(Append {
             topic,
-            key: key.as_bytes().to_vec(),
-            value: value.as_bytes().to_vec(),
+            key: d.key.into_bytes(),
+            value: d.value.into_bytes(),
             dedup_id: id,
         });
     }

@@ -6,7 +6,7 @@
 //! delivery awaited. The topics are created first, as footfall creates
 //! them. Prints events/s.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -34,26 +34,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let text = std::fs::read_to_string(&args.dump)
-        .with_context(|| format!("reading {}", args.dump.display()))?;
     let mut records = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, '\t');
-        let (Some(topic), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
-        else {
-            bail!(
-                "{}: not topic<TAB>key<TAB>value: {line:?}",
-                args.dump.display()
-            );
-        };
-        let base = topic
+    for d in footfall_bench::read_dump(&args.dump)? {
+        let base = d
+            .topic
             .find(".v1")
-            .map(|i| &topic[..i + 3])
-            .with_context(|| format!("{topic} is not a footfall topic"))?;
-        records.push((format!("{base}{}", args.suffix), key, value));
-    }
-    if records.is_empty() {
-        bail!("{}: empty", args.dump.display());
+            .map(|i| &d.topic[..i + 3])
+            .with_context(|| format!("{} is not a footfall topic", d.topic))?;
+        records.push((format!("{base}{}", args.suffix), d.key, d.value));
     }
     let mut config = KafkaConfig::new(args.bootstrap.clone());
     config.topic_suffix = args.suffix.clone();
@@ -81,9 +69,9 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .map_err(|(e, _)| anyhow::anyhow!("delivery failed: {e}"))?;
         }
-        let mut record = FutureRecord::to(topic).payload(*value);
+        let mut record = FutureRecord::to(topic).payload(value.as_str());
         if !key.is_empty() {
-            record = record.key(*key);
+            record = record.key(key.as_str());
         }
         in_flight.push_back(
             producer
