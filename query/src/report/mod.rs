@@ -98,6 +98,8 @@ pub struct StandReport {
 #[derive(Debug)]
 struct Visits {
     rows: Vec<Visit>,
+    /// Indexes into `rows` of each stand's visits.
+    by_stand: HashMap<String, Vec<usize>>,
     /// Ticket type of each badge's valid ticket.
     ticket_type: HashMap<String, String>,
 }
@@ -186,8 +188,13 @@ impl Reports {
              WHERE action = 'issued' GROUP BY badge",
         )
         .await?;
+        let mut by_stand: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, v) in rows.iter().enumerate() {
+            by_stand.entry(v.stand_id.clone()).or_default().push(i);
+        }
         let visits = Arc::new(Visits {
             rows,
+            by_stand,
             ticket_type,
         });
         *self.cache.lock().map_err(poisoned)? = Some((Arc::downgrade(&snapshot), visits.clone()));
@@ -206,15 +213,17 @@ impl Reports {
 }
 
 fn compute(venue: &Venue, visits: &Visits, exhibitor: &str, stands: &[String]) -> StandReport {
-    let ours: Vec<&Visit> = visits
-        .rows
+    let ours: Vec<&Visit> = stands
         .iter()
-        .filter(|v| stands.contains(&v.stand_id))
+        .filter_map(|s| visits.by_stand.get(s))
+        .flatten()
+        .map(|&i| &visits.rows[i])
         .collect();
-    let mut per_stand: HashMap<&str, u64> = HashMap::new();
-    for v in &visits.rows {
-        *per_stand.entry(v.stand_id.as_str()).or_default() += 1;
-    }
+    let per_stand: HashMap<&str, u64> = visits
+        .by_stand
+        .iter()
+        .map(|(stand, rows)| (stand.as_str(), rows.len() as u64))
+        .collect();
     let stand_lines = stands
         .iter()
         .filter_map(|id| venue.stand(id))

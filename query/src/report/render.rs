@@ -85,7 +85,8 @@ h2{font-size:1.1rem;margin:1.6rem 0 .5rem;border-bottom:2px solid var(--accent);
 .kpi b{display:block;font-size:1.5rem}
 .kpi span{color:var(--muted);font-size:.85rem}
 table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid var(--line);padding:.35rem .4rem;text-align:left}
+td,th{border-bottom:1px solid var(--line);padding:.35rem .4rem;text-align:left;overflow-wrap:anywhere}
+.scroll{overflow-x:auto}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:0}figcaption{color:var(--muted);font-size:.9rem}
 svg{width:100%;height:auto}
@@ -93,6 +94,7 @@ svg{width:100%;height:auto}
 .v{font-size:11px;text-anchor:middle;fill:var(--ink)}
 .k{font-size:11px;text-anchor:middle;fill:var(--muted)}
 .note{color:var(--muted);font-size:.85rem;margin-top:1.6rem}
+@media (max-width:40rem){body{padding:.8rem}td,th{padding:.3rem .25rem;font-size:.85rem}.kpi b{font-size:1.25rem}}
 @media print{body{padding:0;font-size:12px}.kpi{break-inside:avoid}figure{break-inside:avoid}}
 ";
 
@@ -132,7 +134,7 @@ pub fn html(r: &StandReport) -> String {
         duration(r.p90_dwell_s),
         peak,
     );
-    page.push_str("<h2>Compared with the pole</h2><table><thead><tr><th>stand</th><th>pole</th>\
+    page.push_str("<h2>Compared with the pole</h2><div class=\"scroll\"><table><thead><tr><th>stand</th><th>pole</th>\
                    <th class=\"n\">visits</th><th class=\"n\">pole's median stand</th>\
                    <th class=\"n\">rank in the pole</th></tr></thead><tbody>");
     for s in &r.stands {
@@ -150,7 +152,7 @@ pub fn html(r: &StandReport) -> String {
             of = s.stands_in_pole,
         );
     }
-    page.push_str("</tbody></table><h2>When they came</h2>");
+    page.push_str("</tbody></table></div><h2>When they came</h2>");
     page.push_str(&bars(
         "Visits per day",
         "day",
@@ -167,7 +169,7 @@ pub fn html(r: &StandReport) -> String {
             .map(|(h, c)| (format!("{h:02}h"), *c))
             .collect::<Vec<_>>(),
     ));
-    page.push_str("<h2>Who they were</h2><table><thead><tr><th>ticket type</th>\
+    page.push_str("<h2>Who they were</h2><div class=\"scroll\"><table><thead><tr><th>ticket type</th>\
                    <th class=\"n\">unique visitors</th></tr></thead><tbody>");
     for (kind, count) in &r.visitor_mix {
         let _ = write!(
@@ -177,7 +179,7 @@ pub fn html(r: &StandReport) -> String {
         );
     }
     page.push_str(
-        "</tbody></table><p class=\"note\">A visit starts with a badge scan at the stand and ends \
+        "</tbody></table></div><p class=\"note\">A visit starts with a badge scan at the stand and ends \
          at the visitor's out-scan, next scan elsewhere, or closing time, and is capped (at 2 hours by default). \
          Counts under 5 are shown as “&lt;5” so that no visitor can be singled out; other \
          exhibitors appear only as the pole's median stand and a rank. Definitions: footfall \
