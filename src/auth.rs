@@ -189,8 +189,10 @@ impl Auth {
     /// exhibitors, exhibitors on another role, or an exhibitor id the venue
     /// does not know (a typo must not silently show nothing, or everything).
     pub fn load(path: &Path, venue: &Venue) -> Result<Self, AppError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(AppError::io(format!("cannot read the auth file {}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(AppError::io(format!(
+            "cannot read the auth file {}",
+            path.display()
+        )))?;
         Self::parse(&text, venue).map_err(|e| AppError::Config(format!("{}: {e}", path.display())))
     }
 
@@ -416,7 +418,10 @@ mod tests {
         assert_eq!(auth.len(), 2);
         let bearer = |t: &str| {
             let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
             h
         };
         assert_eq!(
@@ -432,7 +437,10 @@ mod tests {
         // Basic: the password is the token, the user name is ignored.
         let mut basic = HeaderMap::new();
         let creds = base64::engine::general_purpose::STANDARD.encode("anyone:analyst-token");
-        basic.insert(header::AUTHORIZATION, format!("Basic {creds}").parse().unwrap());
+        basic.insert(
+            header::AUTHORIZATION,
+            format!("Basic {creds}").parse().unwrap(),
+        );
         assert_eq!(auth.grant(&basic), Some(&Grant::Analyst));
         // The Debug form shows names and roles, never a hash.
         let shown = format!("{auth:?}");
@@ -445,13 +453,18 @@ mod tests {
         let h = hash_token("t");
         let cases: Vec<(String, &str)> = vec![
             (String::new(), "no [[token]]"),
-            ("[[token]]\nname=\"x\"\nsha256=\"abc\"\nrole=\"analyst\"\n".into(), "64 hex"),
+            (
+                "[[token]]\nname=\"x\"\nsha256=\"abc\"\nrole=\"analyst\"\n".into(),
+                "64 hex",
+            ),
             (
                 format!("[[token]]\nname=\"x\"\nsha256=\"{h}\"\nrole=\"admin\"\n"),
                 "unknown variant",
             ),
             (
-                format!("[[token]]\nname=\"x\"\ntoken=\"plain\"\nsha256=\"{h}\"\nrole=\"analyst\"\n"),
+                format!(
+                    "[[token]]\nname=\"x\"\ntoken=\"plain\"\nsha256=\"{h}\"\nrole=\"analyst\"\n"
+                ),
                 "unknown field",
             ),
             (
@@ -504,22 +517,58 @@ mod tests {
         let table: Vec<(&Method, String, [bool; 5])> = vec![
             (&get, "/healthz".into(), [true; 5]),
             (&get, "/readyz".into(), [true; 5]),
-            (&post, "/v1/events".into(), [true, false, false, false, false]),
+            (
+                &post,
+                "/v1/events".into(),
+                [true, false, false, false, false],
+            ),
             (&post, "/v1/sql".into(), [false, true, true, false, false]),
-            (&get, "/v1/export/scans".into(), [false, true, true, false, false]),
+            (
+                &get,
+                "/v1/export/scans".into(),
+                [false, true, true, false, false],
+            ),
             (&get, own_path.clone(), [false, true, true, true, false]),
             (&get, other_path.clone(), [false, true, true, false, false]),
             (&get, trailing.clone(), [false, true, true, false, false]),
-            (&get, "/v1/reports/poles/products".into(), [false, true, true, false, false]),
-            (&get, format!("/v1/reports/exhibitors/{exhibitor}"), [false, true, true, true, false]),
-            (&get, "/v1/reports/exhibitors/someone-else".into(), [false, true, true, false, false]),
-            (&get, format!("/v1/reports/exhibitors/{exhibitor}/x"), [false, true, true, false, false]),
+            (
+                &get,
+                "/v1/reports/poles/products".into(),
+                [false, true, true, false, false],
+            ),
+            (
+                &get,
+                format!("/v1/reports/exhibitors/{exhibitor}"),
+                [false, true, true, true, false],
+            ),
+            (
+                &get,
+                "/v1/reports/exhibitors/someone-else".into(),
+                [false, true, true, false, false],
+            ),
+            (
+                &get,
+                format!("/v1/reports/exhibitors/{exhibitor}/x"),
+                [false, true, true, false, false],
+            ),
             (&get, "/".into(), [false, false, true, false, false]),
             (&get, "/v1/live".into(), [false, false, true, false, false]),
-            (&get, "/v1/live/state".into(), [false, false, true, false, false]),
+            (
+                &get,
+                "/v1/live/state".into(),
+                [false, false, true, false, false],
+            ),
             (&get, "/metrics".into(), [false, false, true, false, true]),
-            (&get, "/v1/new-thing".into(), [false, false, true, false, false]),
-            (&get, "/healthz/../v1/sql".into(), [false, false, true, false, false]),
+            (
+                &get,
+                "/v1/new-thing".into(),
+                [false, false, true, false, false],
+            ),
+            (
+                &get,
+                "/healthz/../v1/sql".into(),
+                [false, false, true, false, false],
+            ),
         ];
         let grants = [
             Grant::Scanner,

@@ -127,7 +127,7 @@ struct Shared {
 /// binds the port, and serves until `shutdown` resolves or [`Running::stop`]
 /// is called. Fails if the data dir, the log or the port cannot be used.
 pub async fn start(
-    options: ServeOptions,
+    mut options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
     match &options.auth {
@@ -140,10 +140,19 @@ pub async fn start(
         None => tracing::warn!(
             "no auth file (--auth): every route is open to whoever reaches this machine's loopback, so footfall listens on loopback only"
         ),
-        Some(auth) => tracing::info!(tokens = auth.len(), "access control on: every route but /healthz and /readyz needs a token"),
+        Some(auth) => tracing::info!(
+            tokens = auth.len(),
+            "access control on: every route but /healthz and /readyz needs a token"
+        ),
     }
     std::fs::create_dir_all(&options.data_dir).map_err(AppError::io(format!(
         "cannot create the data dir {}",
+        options.data_dir.display()
+    )))?;
+    // SQL reads Parquet files by absolute, normalised paths (a relative one,
+    // or one with `..`, is not a path of the object store).
+    options.data_dir = std::fs::canonicalize(&options.data_dir).map_err(AppError::io(format!(
+        "cannot resolve the data dir {}",
         options.data_dir.display()
     )))?;
     let log: Arc<dyn EventLog> = match &options.log {

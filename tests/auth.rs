@@ -151,12 +151,18 @@ fn every_role_against_every_route() {
             .unwrap()
             .status()
             .as_u16();
-        assert!(status == 200 || status == 404, "organizer's report: {status}");
+        assert!(
+            status == 200 || status == 404,
+            "organizer's report: {status}"
+        );
         status
     };
     let r = report_status;
     let e = client()
-        .get(format!("{}/v1/reports/exhibitors/{}?format=json", f.base, f.own_exhibitor))
+        .get(format!(
+            "{}/v1/reports/exhibitors/{}?format=json",
+            f.base, f.own_exhibitor
+        ))
         .bearer_auth(&f.tokens["organizer"])
         .send()
         .unwrap()
@@ -169,10 +175,26 @@ fn every_role_against_every_route() {
         ("GET", "/readyz".into(), [P(200); 7]),
         ("POST", "/v1/events".into(), [U, U, P(200), F, F, F, F]),
         ("POST", "/v1/sql".into(), [U, U, F, P(200), P(200), F, F]),
-        ("GET", format!("{own}?format=json"), [U, U, F, P(r), P(r), P(r), F]),
-        ("GET", format!("{other}?format=json"), [U, U, F, P(r), P(r), F, F]),
-        ("GET", format!("/v1/reports/exhibitors/{}?format=json", f.own_exhibitor), [U, U, F, P(e), P(e), P(e), F]),
-        ("GET", format!("/v1/reports/exhibitors/{}?format=json", f.other_exhibitor), [U, U, F, P(e), P(e), F, F]),
+        (
+            "GET",
+            format!("{own}?format=json"),
+            [U, U, F, P(r), P(r), P(r), F],
+        ),
+        (
+            "GET",
+            format!("{other}?format=json"),
+            [U, U, F, P(r), P(r), F, F],
+        ),
+        (
+            "GET",
+            format!("/v1/reports/exhibitors/{}?format=json", f.own_exhibitor),
+            [U, U, F, P(e), P(e), P(e), F],
+        ),
+        (
+            "GET",
+            format!("/v1/reports/exhibitors/{}?format=json", f.other_exhibitor),
+            [U, U, F, P(e), P(e), F, F],
+        ),
         ("GET", "/".into(), [U, U, F, F, P(200), F, F]),
         ("GET", "/v1/live".into(), [U, U, F, F, P(200), F, F]),
         ("GET", "/v1/live/state".into(), [U, U, F, F, P(200), F, F]),
@@ -215,7 +237,9 @@ fn every_role_against_every_route() {
                 s => Want::Pass(s),
             };
             if got != *want {
-                failures.push(format!("{role} {method} {path}: got {got:?}, want {want:?}"));
+                failures.push(format!(
+                    "{role} {method} {path}: got {got:?}, want {want:?}"
+                ));
             }
         }
     }
@@ -225,7 +249,11 @@ fn every_role_against_every_route() {
     // subquery; an analyst reads the rest.
     for (role, query, want) in [
         ("analyst", "SELECT count(*) AS n FROM rejected", 403),
-        ("analyst", "SELECT count(*) AS n FROM scans WHERE event_id IN (SELECT event_id FROM rejected)", 403),
+        (
+            "analyst",
+            "SELECT count(*) AS n FROM scans WHERE event_id IN (SELECT event_id FROM rejected)",
+            403,
+        ),
         ("analyst", "SELECT count(*) AS n FROM footfall_hourly", 200),
         ("organizer", "SELECT count(*) AS n FROM rejected", 200),
     ] {
@@ -250,7 +278,10 @@ fn every_role_against_every_route() {
     let log = std::fs::read_to_string(&f.stderr).unwrap();
     assert!(log.contains("access control on"), "the start is logged");
     for (role, token) in &f.tokens {
-        assert!(!log.contains(token.as_str()), "the {role} token is in the log");
+        assert!(
+            !log.contains(token.as_str()),
+            "the {role} token is in the log"
+        );
     }
 }
 
@@ -263,7 +294,10 @@ fn without_an_auth_file_only_loopback() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(!out.status.success(), "serve on 0.0.0.0 without --auth fails");
+    assert!(
+        !out.status.success(),
+        "serve on 0.0.0.0 without --auth fails"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("without an auth file"),

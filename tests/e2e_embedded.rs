@@ -102,3 +102,51 @@ fn kill_9_mid_stream_loses_nothing_and_doubles_nothing() {
     );
     assert_eq!(dup[0]["n"].as_u64(), Some(0), "no event is counted twice");
 }
+
+/// The default data dir is relative (`./footfall-data`): SQL must still
+/// read the Parquet files once rows are flushed.
+#[test]
+fn a_relative_data_dir_serves_flushed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count() - 1);
+    let relative = std::path::PathBuf::from(format!(
+        "{up}{}",
+        dir.path().strip_prefix("/").unwrap().display()
+    ));
+    assert!(relative.is_relative());
+    let settings = dir.path().join("footfall.toml");
+    std::fs::write(&settings, "[query]\nflush_interval_ms = 100\n").unwrap();
+    let server = Server::spawn(
+        "serve",
+        &relative.join("data"),
+        0,
+        &["--config", settings.to_str().unwrap()],
+    );
+    sim(&[
+        "--days",
+        "1",
+        "--seed",
+        "3",
+        "--visitors-per-day",
+        "200",
+        "--no-faults",
+        "--target",
+        &server.base(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let flushed = || {
+        std::fs::read_dir(dir.path().join("data/tables/scans"))
+            .map(|mut streams| streams.next().is_some())
+            .unwrap_or(false)
+    };
+    while !flushed() {
+        assert!(Instant::now() < deadline, "rows are flushed to Parquet");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_ready(&server.base(), Duration::from_secs(60));
+    let n = common::sql(&server.base(), "SELECT count(*) AS n FROM scans")[0]["n"]
+        .as_u64()
+        .unwrap();
+    assert!(n > 100, "the flushed scans are read back: {n}");
+}

@@ -71,7 +71,10 @@ fn the_export_opens_in_duckdb_with_the_same_answers_as_sql() {
         .unwrap();
     let report = String::from_utf8_lossy(&output.stdout);
     eprintln!("{report}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the export differs from SQL:\n{report}");
+    assert!(
+        output.status.success(),
+        "the export differs from SQL:\n{report}"
+    );
     assert_eq!(
         report.lines().filter(|l| l.ends_with("agree")).count(),
         tables.len(),

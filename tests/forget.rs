@@ -25,7 +25,9 @@ fn counts(base: &str) -> (u64, u64, u64, u64) {
         n("SELECT count(*) AS n FROM scans"),
         n("SELECT count(*) AS n FROM tickets"),
         n("SELECT count(*) AS n FROM rejected WHERE raw LIKE '%V-FORGET-ME%'"),
-        n("SELECT CAST(coalesce(sum(visitors), 0) AS BIGINT) AS n FROM footfall_hourly WHERE level = 'venue'"),
+        n(
+            "SELECT CAST(coalesce(sum(visitors), 0) AS BIGINT) AS n FROM footfall_hourly WHERE level = 'venue'",
+        ),
     )
 }
 
@@ -67,7 +69,10 @@ fn a_forgotten_visitor_is_gone_from_every_table() {
     assert_eq!(code, 200, "{body}");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while counts(&base).0 < 10 {
-        assert!(std::time::Instant::now() < deadline, "the scans are queryable");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scans are queryable"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let before = counts(&base);
@@ -84,12 +89,13 @@ fn a_forgotten_visitor_is_gone_from_every_table() {
     assert!(server.terminate().success());
 
     let done = forget(&data);
-    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    let said = String::from_utf8_lossy(&done.stdout);
     assert!(
-        said.contains("5 scans, 1 tickets, 1 rejected"),
-        "{said}"
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
     );
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(said.contains("5 scans, 1 tickets, 1 rejected"), "{said}");
     let again = forget(&data);
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 scans, 0 tickets, 0 rejected"));
 
@@ -97,7 +103,10 @@ fn a_forgotten_visitor_is_gone_from_every_table() {
     wait_ready(&server.base(), Duration::from_secs(60));
     let after = counts(&server.base());
     assert_eq!((after.0, after.1, after.2), (5, 0, 0), "before {before:?}");
-    assert!(after.3 < before.3, "venue visitors recomputed: {before:?} → {after:?}");
+    assert!(
+        after.3 < before.3,
+        "venue visitors recomputed: {before:?} → {after:?}"
+    );
     let others = sql(
         &server.base(),
         "SELECT count(*) AS n FROM rejected WHERE raw LIKE '%V-KEEP%'",
@@ -117,5 +126,9 @@ fn a_forgotten_visitor_is_gone_from_every_table() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let replayed = counts(&server.base());
-    assert_eq!((replayed.0, replayed.1), (5, 0), "a replay skips the forgotten");
+    assert_eq!(
+        (replayed.0, replayed.1),
+        (5, 0),
+        "a replay skips the forgotten"
+    );
 }

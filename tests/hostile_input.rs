@@ -92,7 +92,13 @@ fn hostile_bodies_get_specific_answers_and_the_server_stays_up() {
 
     let whole_batch_cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
         ("empty body", vec![], vec![], 400, "empty_batch"),
-        ("blanks only", b" \n\r\n\t\n".to_vec(), vec![], 400, "empty_batch"),
+        (
+            "blanks only",
+            b" \n\r\n\t\n".to_vec(),
+            vec![],
+            400,
+            "empty_batch",
+        ),
         (
             "a million empty lines",
             vec![b'\n'; 1_000_000],
@@ -177,7 +183,11 @@ fn hostile_bodies_get_specific_answers_and_the_server_stays_up() {
         let answer = send(&base, body.into_bytes(), &[]);
         assert_eq!(answer.status, 200, "{depth} deep: {}", answer.json);
         assert_eq!(answer.json["rejected"], 1, "{depth} deep: {}", answer.json);
-        assert_eq!(answer.json["errors"][0]["code"], code, "{depth} deep: {}", answer.json);
+        assert_eq!(
+            answer.json["errors"][0]["code"], code,
+            "{depth} deep: {}",
+            answer.json
+        );
     }
 
     // Over the body cap: 413, or the connection closed once the cap is
@@ -221,7 +231,10 @@ fn hostile_bodies_get_specific_answers_and_the_server_stays_up() {
     assert_eq!(answer.json["accepted"], 2, "{}", answer.json);
     assert_eq!(answer.json["rejected"], bad, "{}", answer.json);
     let errors = answer.json["errors"].as_array().unwrap();
-    let indexes: Vec<u64> = errors.iter().map(|e| e["index"].as_u64().unwrap()).collect();
+    let indexes: Vec<u64> = errors
+        .iter()
+        .map(|e| e["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, (1..=bad).collect::<Vec<u64>>());
     for e in errors {
         assert!(

@@ -33,7 +33,10 @@ fn views_equal_an_independent_duckdb_computation() {
     let venue = root("venues/agadir-sse-2026.toml");
     let server = Keyed::start(&dir.path().join("data"), &venue);
     let accepted = server.send(&std::fs::read_to_string(&events).unwrap(), 5000);
-    assert!(accepted > 100_000, "a few days of the fair: {accepted} events");
+    assert!(
+        accepted > 100_000,
+        "a few days of the fair: {accepted} events"
+    );
     server.wait_for_events(accepted, Duration::from_secs(120));
 
     let output = Command::new(python)

@@ -52,7 +52,10 @@ fn count(base: &str) -> (u64, u64) {
         base,
         "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM scans",
     );
-    (rows[0]["n"].as_u64().unwrap(), rows[0]["d"].as_u64().unwrap())
+    (
+        rows[0]["n"].as_u64().unwrap(),
+        rows[0]["d"].as_u64().unwrap(),
+    )
 }
 
 fn config(dir: &Path, text: &str) -> String {
@@ -83,7 +86,10 @@ fn sigterm_answers_in_flight_batches_flushes_and_exits_0() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let (code, body) = post(&format!("{base}/v1/events"), &scans(&format!("t{t}-b{b}"), 200));
+                    let (code, body) = post(
+                        &format!("{base}/v1/events"),
+                        &scans(&format!("t{t}-b{b}"), 200),
+                    );
                     match code {
                         200 => {
                             let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -113,7 +119,10 @@ fn sigterm_answers_in_flight_batches_flushes_and_exits_0() {
     for s in senders {
         s.join().expect("no sender saw an error status");
     }
-    assert!(status.success(), "footfall exits 0 after SIGTERM: {status:?}");
+    assert!(
+        status.success(),
+        "footfall exits 0 after SIGTERM: {status:?}"
+    );
     let acked = acked.load(Ordering::SeqCst) as u64;
 
     // The last checkpoint covers every acknowledged batch: nothing waits for
@@ -176,5 +185,9 @@ fn a_materialiser_that_cannot_write_retries_until_it_can() {
     }
     assert_eq!(count(&base), (600, 600));
     assert!(server.terminate().success());
-    assert_eq!(checkpointed_rows(&data, "scans"), 600, "nothing lost, nothing twice");
+    assert_eq!(
+        checkpointed_rows(&data, "scans"),
+        600,
+        "nothing lost, nothing twice"
+    );
 }

@@ -78,7 +78,8 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
             let mut i = 0;
             while !stop.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                let (code, body) = post(&format!("{base}/v1/events"), &scans(&format!("lat{i}"), 20));
+                let (code, body) =
+                    post(&format!("{base}/v1/events"), &scans(&format!("lat{i}"), 20));
                 latencies.push(started.elapsed());
                 assert_eq!(code, 200, "ingest answers during SQL abuse: {body}");
                 i += 1;
@@ -117,12 +118,20 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
         let (status, body) = sql_error(&base, query);
         assert_eq!(status, 400, "{query}: {body}");
         assert!(body["error"].is_string(), "{query}: {body}");
-        assert!(!body.to_string().contains("root:"), "{query} read a host file: {body}");
+        assert!(
+            !body.to_string().contains("root:"),
+            "{query} read a host file: {body}"
+        );
     }
     assert!(!copy_target.exists(), "COPY wrote a file");
     // The catalog is intact, the settings unchanged.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sql(&base, "SELECT count(*) AS n FROM scans WHERE event_id LIKE 'seed-%'")[0]["n"] != 1000 {
+    while sql(
+        &base,
+        "SELECT count(*) AS n FROM scans WHERE event_id LIKE 'seed-%'",
+    )[0]["n"]
+        != 1000
+    {
         assert!(Instant::now() < deadline, "the seeded scans are queryable");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -79,8 +79,10 @@ fn jsonish() -> impl Strategy<Value = String> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(|v| format!("[{}]", v.join(","))),
             prop::collection::vec((key, inner), 0..8).prop_map(|kv| {
-                let fields: Vec<String> =
-                    kv.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                let fields: Vec<String> = kv
+                    .into_iter()
+                    .map(|(k, v)| format!("\"{k}\":{v}"))
+                    .collect();
                 format!("{{{}}}", fields.join(","))
             }),
         ]

@@ -162,9 +162,11 @@ mod tests {
             batches: vec![batch],
         };
         let bytes = Format::Parquet.encode(&result).unwrap();
-        let mut reader =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(bytes::Bytes::from(bytes), 16)
-                .unwrap();
+        let mut reader = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            bytes::Bytes::from(bytes),
+            16,
+        )
+        .unwrap();
         let back = reader.next().unwrap().unwrap();
         let hours = back
             .column(0)

@@ -83,11 +83,7 @@ pub async fn run(args: ExportArgs) -> Result<(), AppError> {
 
 /// Writes the export and returns its manifest. Fails if the server cannot
 /// be reached or refuses a query, or a file cannot be written.
-pub async fn export(
-    server: &str,
-    token: Option<&str>,
-    out: &Path,
-) -> Result<Manifest, AppError> {
+pub async fn export(server: &str, token: Option<&str>, out: &Path) -> Result<Manifest, AppError> {
     let client = Remote::new(server, token);
     std::fs::create_dir_all(out).map_err(AppError::io(format!("creating {}", out.display())))?;
     let listing = client

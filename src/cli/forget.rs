@@ -27,8 +27,8 @@ pub struct ForgetArgs {
 }
 
 pub fn run(args: ForgetArgs) -> Result<(), AppError> {
-    let badge = BadgeId::parse(&args.badge)
-        .map_err(|why| AppError::Config(format!("--badge: {why}")))?;
+    let badge =
+        BadgeId::parse(&args.badge).map_err(|why| AppError::Config(format!("--badge: {why}")))?;
     let key = args
         .pseudonym_key
         .unwrap_or_else(|| args.data_dir.join("pseudonym.key"));
@@ -43,17 +43,22 @@ pub fn run(args: ForgetArgs) -> Result<(), AppError> {
     if log_dir.is_dir() {
         // The embedded log is locked while a server runs on this data dir.
         EmbeddedLog::open(&log_dir, EmbeddedConfig::default()).map_err(|e| {
-            AppError::Config(format!("stop footfall on {} first: {e}", args.data_dir.display()))
+            AppError::Config(format!(
+                "stop footfall on {} first: {e}",
+                args.data_dir.display()
+            ))
         })?;
     }
-    let pseudonymiser = Pseudonymiser::load_or_create(&key)
-        .map_err(AppError::io(format!("cannot read the key {}", key.display())))?;
+    let pseudonymiser = Pseudonymiser::load_or_create(&key).map_err(AppError::io(format!(
+        "cannot read the key {}",
+        key.display()
+    )))?;
     let pseudonym = pseudonymiser.pseudonym(&badge);
     let removed = footfall_query::materialise::forget(&args.data_dir, &pseudonym, badge.as_str())
         .map_err(AppError::io(format!(
-            "erasing from the tables in {}",
-            args.data_dir.display()
-        )))?;
+        "erasing from the tables in {}",
+        args.data_dir.display()
+    )))?;
     println!(
         "forgot the badge: {} scans, {} tickets, {} rejected events removed ({} files rewritten)",
         removed.scans, removed.tickets, removed.rejected, removed.files

@@ -2,8 +2,8 @@
 
 pub mod auth;
 pub mod demo;
-pub mod forget;
 pub mod export;
+pub mod forget;
 pub mod report;
 pub mod serve;
 pub mod sim;

@@ -42,10 +42,8 @@ pub async fn run(args: ReportArgs) -> Result<(), AppError> {
         Some(id) => vec![id.clone()],
         None => list_exhibitors(&client, &server, args.token.as_deref()).await?,
     };
-    std::fs::create_dir_all(&args.out_dir).map_err(AppError::io(format!(
-        "creating {}",
-        args.out_dir.display()
-    )))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .map_err(AppError::io(format!("creating {}", args.out_dir.display())))?;
     let mut pages = Vec::new();
     for exhibitor in &exhibitors {
         // Exhibitor ids are venue tokens ([A-Za-z0-9._:-]), safe in a path
@@ -109,7 +107,11 @@ async fn list_exhibitors(
         .collect()
 }
 
-async fn get(client: &reqwest::Client, url: &str, token: Option<&str>) -> Result<Vec<u8>, AppError> {
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+) -> Result<Vec<u8>, AppError> {
     let mut request = client.get(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);

@@ -103,9 +103,9 @@ impl Keyed {
     pub fn wait_for_events(&self, events: u64, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
-            let n = self.sql(
-                "SELECT (SELECT count(*) FROM scans) + (SELECT count(*) FROM tickets) AS n",
-            )[0]["n"]
+            let n = self
+                .sql("SELECT (SELECT count(*) FROM scans) + (SELECT count(*) FROM tickets) AS n")
+                [0]["n"]
                 .as_u64()
                 .unwrap();
             if n == events {

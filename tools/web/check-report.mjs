@@ -28,7 +28,13 @@ try {
   // A phone-sized rendering: the page must not scroll sideways.
   await page.setViewportSize({ width: 390, height: 844 });
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth + 1);
-  console.log(JSON.stringify({ metrics, external, phone_overflow: overflow }));
+  // What sticks out, to say why when it does.
+  const wide = await page.evaluate(() => [...document.querySelectorAll('body *')]
+    .filter((e) => !e.closest('.scroll') && e.getBoundingClientRect().right > window.innerWidth + 1)
+    .slice(0, 5)
+    .map((e) => `${e.tagName.toLowerCase()}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`)
+    .concat([`scrollWidth=${document.documentElement.scrollWidth} innerWidth=${window.innerWidth}`]));
+  console.log(JSON.stringify({ metrics, external, phone_overflow: overflow, too_wide: wide }));
 } finally {
   await browser.close();
 }

@@ -39,9 +39,15 @@ FROM entries WHERE zone_kind = 'room' GROUP BY local_day, local_hour, zone_id
 const VIEWS: &[(&str, &str)] = &[
     ("footfall_hourly", FOOTFALL_HOURLY),
     ("stand_visits", include_str!("views/stand_visits.sql")),
-    ("session_attendance", include_str!("views/session_attendance.sql")),
+    (
+        "session_attendance",
+        include_str!("views/session_attendance.sql"),
+    ),
     ("pole_flows", include_str!("views/pole_flows.sql")),
-    ("daily_attendance", include_str!("views/daily_attendance.sql")),
+    (
+        "daily_attendance",
+        include_str!("views/daily_attendance.sql"),
+    ),
     ("occupancy", include_str!("views/occupancy.sql")),
     ("ticket_sales", include_str!("views/ticket_sales.sql")),
     ("no_shows", include_str!("views/no_shows.sql")),
@@ -58,10 +64,7 @@ pub fn definitions(config: &QueryConfig) -> Vec<(&'static str, String)> {
     VIEWS
         .iter()
         .map(|(name, sql)| {
-            let sql = sql.replace(
-                "{dwell_cap_s}",
-                &config.stand_visit_dwell_cap_s.to_string(),
-            );
+            let sql = sql.replace("{dwell_cap_s}", &config.stand_visit_dwell_cap_s.to_string());
             (*name, sql)
         })
         .collect()

@@ -126,14 +126,8 @@ fn forget_in_stream(
         }
         total.files += 1;
         let name = format!("{seq:08}-{i:04}.parquet");
-        let entry = checkpoint::write_parquet(
-            data_dir,
-            file.table,
-            stream,
-            &file.local_day,
-            &name,
-            &kept,
-        )?;
+        let entry =
+            checkpoint::write_parquet(data_dir, file.table, stream, &file.local_day, &name, &kept)?;
         next.files[i] = entry;
         replaced.push(path);
     }
@@ -196,7 +190,11 @@ fn raw_holds(raw: &str, badge: &str) -> bool {
     raw.contains(badge)
         || serde_json::from_str::<serde_json::Value>(raw)
             .ok()
-            .and_then(|v| v.get("badge_id").and_then(|b| b.as_str()).map(|b| b == badge))
+            .and_then(|v| {
+                v.get("badge_id")
+                    .and_then(|b| b.as_str())
+                    .map(|b| b == badge)
+            })
             .unwrap_or(false)
 }
 

@@ -148,8 +148,12 @@ impl Materialiser {
                             // Unflushed rows are dropped with the stream: its
                             // new owner reads them again from the checkpoint.
                             match state.flush(&self.data_dir) {
-                                Ok(()) => tracing::info!(%stream, offset = state.next_offset, "stream handed over"),
-                                Err(e) => tracing::warn!(%stream, error = %e, "stream handed over unflushed; its new owner replays from the checkpoint"),
+                                Ok(()) => {
+                                    tracing::info!(%stream, offset = state.next_offset, "stream handed over")
+                                }
+                                Err(e) => {
+                                    tracing::warn!(%stream, error = %e, "stream handed over unflushed; its new owner replays from the checkpoint")
+                                }
                             }
                         }
                     }
@@ -234,7 +238,10 @@ impl Materialiser {
                 }
             }
         }
-        tracing::info!(records = read, "read the log to its end before the last flush");
+        tracing::info!(
+            records = read,
+            "read the log to its end before the last flush"
+        );
     }
 
     /// Records a failed flush for readiness and the log; returns when to

@@ -264,11 +264,8 @@ fn compute(venue: &Venue, visits: &Visits, exhibitor: &str, stands: &[String]) -
     dwell.sort_unstable();
     let shown = dwell.len() as u64 >= MIN_SHOWN;
 
-    let mut per_day: BTreeMap<String, u64> = venue
-        .days
-        .iter()
-        .map(|d| (d.date.to_string(), 0))
-        .collect();
+    let mut per_day: BTreeMap<String, u64> =
+        venue.days.iter().map(|d| (d.date.to_string(), 0)).collect();
     let mut per_hour = [0u64; 24];
     for v in &ours {
         *per_day.entry(v.local_day.clone()).or_default() += 1;

@@ -50,7 +50,11 @@ fn bars(title: &str, metric: &str, data: &[(String, Count)]) -> String {
         esc(title)
     );
     for (i, (label, count)) in data.iter().enumerate() {
-        let value = if count.0 < super::MIN_SHOWN { 0 } else { count.0 } as f64;
+        let value = if count.0 < super::MIN_SHOWN {
+            0
+        } else {
+            count.0
+        } as f64;
         let h = (height - top - bottom) * value / max;
         let x = i as f64 * slot + slot * 0.15;
         let y = height - bottom - h;
@@ -70,7 +74,10 @@ fn bars(title: &str, metric: &str, data: &[(String, Count)]) -> String {
         );
     }
     svg.push_str("</svg>");
-    format!("<figure><figcaption>{}</figcaption>{svg}</figure>", esc(title))
+    format!(
+        "<figure><figcaption>{}</figcaption>{svg}</figure>",
+        esc(title)
+    )
 }
 
 const CSS: &str = "
@@ -169,8 +176,10 @@ pub fn html(r: &StandReport) -> String {
             .map(|(h, c)| (format!("{h:02}h"), *c))
             .collect::<Vec<_>>(),
     ));
-    page.push_str("<h2>Who they were</h2><div class=\"scroll\"><table><thead><tr><th>ticket type</th>\
-                   <th class=\"n\">unique visitors</th></tr></thead><tbody>");
+    page.push_str(
+        "<h2>Who they were</h2><div class=\"scroll\"><table><thead><tr><th>ticket type</th>\
+                   <th class=\"n\">unique visitors</th></tr></thead><tbody>",
+    );
     for (kind, count) in &r.visitor_mix {
         let _ = write!(
             page,
@@ -205,7 +214,11 @@ pub fn csv(r: &StandReport) -> String {
     row("summary", "exhibitor_name", r.exhibitor_name.clone());
     row("summary", "visits", r.visits.to_string());
     row("summary", "unique_visitors", r.unique_visitors.to_string());
-    row("summary", "returning_visitors", r.returning_visitors.to_string());
+    row(
+        "summary",
+        "returning_visitors",
+        r.returning_visitors.to_string(),
+    );
     let opt = |v: Option<u64>| v.map(|s| s.to_string()).unwrap_or_default();
     row("summary", "median_dwell_s", opt(r.median_dwell_s));
     row("summary", "p90_dwell_s", opt(r.p90_dwell_s));
@@ -217,8 +230,16 @@ pub fn csv(r: &StandReport) -> String {
     for s in &r.stands {
         row("stand_visits", &s.stand_id, s.visits.to_string());
         row("stand_pole", &s.stand_id, s.pole_id.clone());
-        row("stand_rank", &s.stand_id, format!("{} of {}", s.rank_in_pole, s.stands_in_pole));
-        row("pole_median_visits", &s.stand_id, s.pole_median_visits.to_string());
+        row(
+            "stand_rank",
+            &s.stand_id,
+            format!("{} of {}", s.rank_in_pole, s.stands_in_pole),
+        );
+        row(
+            "pole_median_visits",
+            &s.stand_id,
+            s.pole_median_visits.to_string(),
+        );
     }
     for (day, n) in &r.visits_per_day {
         row("visits_per_day", day, n.to_string());
