@@ -217,26 +217,15 @@ impl Remote {
 
     async fn fetch(&self, sql: &str, format: &str) -> Result<Vec<u8>, AppError> {
         let url = format!("{}?format={format}", self.url);
-        let mut request = self.client.post(&url).body(sql.to_owned());
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AppError::Remote(format!("cannot reach {url}: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| AppError::Remote(format!("reading the answer of {url}: {e}")))?;
+        let request = self.client.post(&url).body(sql.to_owned());
+        let (status, body) = super::exchange(request, &url, self.token.as_deref()).await?;
         if !status.is_success() {
             return Err(AppError::Remote(format!(
                 "{status} for {sql}: {}",
                 String::from_utf8_lossy(&body)
             )));
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     async fn json(&self, sql: &str) -> Result<Vec<serde_json::Value>, AppError> {

@@ -55,3 +55,26 @@ pub async fn termination() {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
 }
+
+/// Sends a request to a footfall server, with the token when there is one,
+/// and reads the whole answer, whatever its status. Fails only when the
+/// server cannot be reached or the answer cannot be read.
+pub async fn exchange(
+    mut request: reqwest::RequestBuilder,
+    url: &str,
+    token: Option<&str>,
+) -> Result<(reqwest::StatusCode, Vec<u8>), AppError> {
+    if let Some(token) = token {
+        request = request.bearer_auth(token.trim());
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| AppError::Remote(format!("cannot reach {url}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| AppError::Remote(format!("reading the answer of {url}: {e}")))?;
+    Ok((status, body.to_vec()))
+}

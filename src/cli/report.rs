@@ -88,13 +88,10 @@ async fn list_exhibitors(
     token: Option<&str>,
 ) -> Result<Vec<String>, AppError> {
     let url = format!("{server}/v1/sql?format=json");
-    let mut request = client
+    let request = client
         .post(&url)
         .body("SELECT DISTINCT exhibitor FROM stands ORDER BY exhibitor");
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let body = send(request, &url).await?;
+    let body = send(request, &url, token).await?;
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|e| AppError::Remote(format!("{url}: not JSON rows: {e}")))?;
     rows.iter()
@@ -112,30 +109,23 @@ async fn get(
     url: &str,
     token: Option<&str>,
 ) -> Result<Vec<u8>, AppError> {
-    let mut request = client.get(url);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    send(request, url).await
+    send(client.get(url), url, token).await
 }
 
-async fn send(request: reqwest::RequestBuilder, url: &str) -> Result<Vec<u8>, AppError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| AppError::Remote(format!("cannot reach {url}: {e}")))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| AppError::Remote(format!("reading the answer of {url}: {e}")))?;
+/// The answer's body; a status other than success is an error.
+async fn send(
+    request: reqwest::RequestBuilder,
+    url: &str,
+    token: Option<&str>,
+) -> Result<Vec<u8>, AppError> {
+    let (status, body) = super::exchange(request, url, token).await?;
     if !status.is_success() {
         return Err(AppError::Remote(format!(
             "{url}: {status}: {}",
             String::from_utf8_lossy(&body)
         )));
     }
-    Ok(body.to_vec())
+    Ok(body)
 }
 
 /// Prints every page to PDF with one headless Chromium.

@@ -37,19 +37,8 @@ pub async fn run(args: SqlArgs) -> Result<(), AppError> {
         "{}/v1/sql?format={format}",
         args.server.trim_end_matches('/')
     );
-    let mut request = reqwest::Client::new().post(&url).body(args.sql);
-    if let Some(token) = &args.token {
-        request = request.bearer_auth(token.trim());
-    }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| AppError::Remote(format!("cannot reach {url}: {e}")))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| AppError::Remote(format!("reading the answer: {e}")))?;
+    let request = reqwest::Client::new().post(&url).body(args.sql);
+    let (status, body) = super::exchange(request, &url, args.token.as_deref()).await?;
     if !status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
