@@ -11,6 +11,8 @@ mod batch;
 pub mod config;
 mod enrich;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod pseudonym;
 mod routes;

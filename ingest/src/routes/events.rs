@@ -11,11 +11,12 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
-use footfall_eventlog::{Appended, Topic};
+use bytes::Bytes;
+use footfall_eventlog::{Append, Appended, Topic};
 use footfall_schemas::events::EventError;
 use footfall_schemas::record::format_ts;
 
-use crate::batch::{self, RawEvent};
+use crate::batch;
 use crate::enrich::{Enricher, Verdict};
 use crate::{Ingest, IngestError};
 
@@ -79,9 +80,6 @@ async fn handle(
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("<not text>"));
-    let body = batch::decode(body, encoding, &ingest.config)?;
-    let events = batch::split(&body, &ingest.config)?;
-
     let received_at = Utc::now();
     let enricher = Enricher {
         venue: &ingest.venue,
@@ -90,23 +88,7 @@ async fn handle(
         received_at,
         received_text: format_ts(received_at),
     };
-
-    // Judge every event first; accepted and rejected go to the log in one
-    // append, so the answer covers both.
-    let mut appends = Vec::with_capacity(events.len());
-    let mut slots = Vec::with_capacity(events.len()); // per event: Ok(type) or Err(error)
-    for raw in &events {
-        match enricher.judge(raw) {
-            Verdict::Accept(append) => {
-                slots.push(Ok(append.topic));
-                appends.push(append);
-            }
-            Verdict::Reject(error) => {
-                appends.push(enricher.rejected(raw, &error));
-                slots.push(Err(error));
-            }
-        }
-    }
+    let Judged { appends, slots } = judge_batch(body, encoding, &enricher)?;
 
     let append_started = Instant::now();
     let outcomes = ingest.log.append(appends).await;
@@ -121,12 +103,48 @@ async fn handle(
         retry_after_s: ingest.config.retry_after_s,
     })?;
 
-    Ok(answer(ingest, &events, slots, &outcomes))
+    Ok(answer(ingest, slots, &outcomes))
+}
+
+/// A batch judged, before the log: per event, in order, its record (the
+/// enriched event, or its rejected-stream record) and its topic or why it
+/// was refused. Accepted and rejected go to the log in one append, so the
+/// answer covers both.
+pub(crate) struct Judged {
+    pub appends: Vec<Append>,
+    pub slots: Vec<Result<Topic, EventError>>,
+}
+
+/// Decodes, splits and judges a body: everything the route does before the
+/// log, shared with [`crate::fuzzing`] so the fuzz target runs this code.
+pub(crate) fn judge_batch(
+    body: Bytes,
+    encoding: Option<&str>,
+    enricher: &Enricher<'_>,
+) -> Result<Judged, IngestError> {
+    let body = batch::decode(body, encoding, enricher.config)?;
+    let events = batch::split(&body, enricher.config)?;
+    let mut judged = Judged {
+        appends: Vec::with_capacity(events.len()),
+        slots: Vec::with_capacity(events.len()),
+    };
+    for raw in &events {
+        match enricher.judge(raw) {
+            Verdict::Accept(append) => {
+                judged.slots.push(Ok(append.topic));
+                judged.appends.push(append);
+            }
+            Verdict::Reject(error) => {
+                judged.appends.push(enricher.rejected(raw, &error));
+                judged.slots.push(Err(error));
+            }
+        }
+    }
+    Ok(judged)
 }
 
 fn answer(
     ingest: &Ingest,
-    events: &[RawEvent<'_>],
     slots: Vec<Result<Topic, EventError>>,
     outcomes: &[Appended],
 ) -> BatchAnswer {
@@ -137,7 +155,7 @@ fn answer(
         errors: Vec::new(),
     };
     let m = &ingest.metrics;
-    debug_assert_eq!(events.len(), outcomes.len());
+    debug_assert_eq!(slots.len(), outcomes.len());
     for (index, (slot, outcome)) in slots.into_iter().zip(outcomes).enumerate() {
         match slot {
             Ok(topic) => {
@@ -172,7 +190,7 @@ fn answer(
 
 /// JSON and NDJSON in their usual spellings, plain text, or no type at all
 /// (curl's default form type is refused: it mangles newlines).
-fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
+pub(crate) fn check_content_type(headers: &HeaderMap) -> Result<(), IngestError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
