@@ -14,12 +14,21 @@
 //! Writes go through one thread that gathers all waiting batches into one
 //! transaction (group commit): one fsync serves many concurrent requests. Its
 //! queue is bounded; a full queue answers [`LogError::Full`].
+//!
+//! A commit that fails (a full or failing disk) answers its group
+//! [`LogError::Unavailable`] and nothing of it is kept: records and their ids
+//! are in one transaction, so a retry with the same ids is stored once. redb
+//! cannot be used after an I/O error, so the writer then closes the database
+//! and opens the file again (quick repair) before the next group, retrying
+//! with backoff while it cannot; [`EventLog::check`] fails until the disk
+//! takes writes again. No restart is needed.
 
 use async_trait::async_trait;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -35,6 +44,19 @@ const TABLES: [RecordTable; 3] = [
     TableDefinition::new("footfall.rejected.v1"),
 ];
 const IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
+
+/// First wait before opening the file again when an open fails; it doubles
+/// up to [`REOPEN_WAIT_MAX`]. A full disk is fixed by a person, so the wait
+/// need not be short, only bounded.
+const REOPEN_WAIT_FIRST: Duration = Duration::from_millis(100);
+const REOPEN_WAIT_MAX: Duration = Duration::from_secs(5);
+/// While the log cannot write and nobody appends, how often the writer
+/// checks whether the disk takes writes again, so that readiness comes back
+/// without waiting for a sender (which a load balancer may hold back while
+/// the service is not ready).
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// What the probe writes: room for a few batches, not just for one page.
+const PROBE_BYTES: usize = 1 << 20;
 
 /// How the embedded log behaves; defaults suit one fair on one machine.
 #[derive(Clone, Debug)]
@@ -60,9 +82,58 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
 }
 
+/// The open database and whether it takes writes, shared by the writer and
+/// every reader.
+///
+/// redb latches an I/O error: every later operation on that `Database`
+/// fails with "previous I/O error, close and re-open", and it refuses to
+/// open a file this process still holds. So nobody keeps the `Database`
+/// beyond one read: readers fetch it here per read, and the writer, after a
+/// failed commit, takes it out, waits for the readers to let go, closes it
+/// and opens the file again.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<SharedState>,
+}
+
+#[derive(Default)]
+struct SharedState {
+    /// `None` while the writer re-opens the file, and once the log closed.
+    db: Option<Arc<Database>>,
+    /// Why the log cannot write, since the last failed commit or open, until
+    /// a commit or a probe succeeds.
+    fault: Option<String>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        // Nothing panics while holding the lock, and the state stays
+        // consistent even if something did.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The database to read, or why there is none now.
+    fn db(&self) -> Result<Arc<Database>, LogError> {
+        let state = self.lock();
+        match (&state.db, &state.fault) {
+            (Some(db), _) => Ok(db.clone()),
+            (None, Some(fault)) => Err(LogError::Unavailable(fault.clone())),
+            (None, None) => Err(LogError::Closed),
+        }
+    }
+
+    fn fault(&self) -> Option<String> {
+        self.lock().fault.clone()
+    }
+
+    fn set_fault(&self, fault: Option<String>) {
+        self.lock().fault = fault;
+    }
+}
+
 /// The embedded log. Cheap to share behind an `Arc`.
 pub struct EmbeddedLog {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     /// Taken on drop so the writer thread ends; then it is joined, so the
     /// database file is closed when the log is gone.
     writer: Option<mpsc::Sender<WriteRequest>>,
@@ -83,6 +154,38 @@ fn unavailable(e: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(e.to_string())
 }
 
+/// Opens (or creates) the database at `path` and reads each topic's end.
+/// Fails, saying why, when the file cannot be opened or written.
+fn open_db(path: &Path) -> Result<(Database, [i64; 3]), String> {
+    Database::create(path)
+        .map_err(redb::Error::from)
+        .and_then(|db| {
+            let ends = prepare(&db)?;
+            Ok((db, ends))
+        })
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+/// Makes sure every table exists, so readers never meet a missing one, and
+/// returns each topic's next offset.
+fn prepare(db: &Database) -> Result<[i64; 3], redb::Error> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    for t in TABLES {
+        txn.open_table(t)?;
+    }
+    txn.open_table(IDS)?;
+    txn.commit()?;
+
+    let mut ends = [0i64; 3];
+    let read = db.begin_read()?;
+    for (i, t) in TABLES.into_iter().enumerate() {
+        let table = read.open_table(t)?;
+        ends[i] = table.last()?.map_or(0, |(k, _)| k.value() as i64 + 1);
+    }
+    Ok(ends)
+}
+
 impl EmbeddedLog {
     /// Opens (or creates) the log in `dir/events.redb` and starts its writer
     /// thread. Fails when the directory or file cannot be used.
@@ -90,39 +193,24 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("events.redb");
-        let db = Database::create(&path)
-            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-        let db = Arc::new(db);
-
-        // Make sure every table exists, so readers never meet a missing one.
-        let mut txn = db.begin_write().map_err(unavailable)?;
-        txn.set_quick_repair(true);
-        for t in TABLES {
-            txn.open_table(t).map_err(unavailable)?;
-        }
-        txn.open_table(IDS).map_err(unavailable)?;
-        txn.commit().map_err(unavailable)?;
-
-        let mut ends = [0i64; 3];
-        {
-            let read = db.begin_read().map_err(unavailable)?;
-            for (i, t) in TABLES.into_iter().enumerate() {
-                let table = read.open_table(t).map_err(unavailable)?;
-                ends[i] = table
-                    .last()
-                    .map_err(unavailable)?
-                    .map_or(0, |(k, _)| k.value() as i64 + 1);
-            }
-        }
+        let (db, ends) = open_db(&path).map_err(LogError::Unavailable)?;
+        let shared = Arc::new(Shared::default());
+        shared.lock().db = Some(Arc::new(db));
         let (ends_tx, ends_rx) = watch::channel(ends);
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
-        let writer_db = db.clone();
+        let writer = Writer {
+            path,
+            shared: shared.clone(),
+            rx,
+            ends,
+            ends_tx,
+        };
         let thread = std::thread::Builder::new()
             .name("footfall-log-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx, ends, &ends_tx))
+            .spawn(move || writer.run())
             .map_err(|e| unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            db,
+            shared,
             writer: Some(tx),
             writer_thread: Some(thread),
             ends: ends_rx,
@@ -141,19 +229,77 @@ impl Drop for EmbeddedLog {
     }
 }
 
-fn writer_loop(
-    db: &Database,
-    mut rx: mpsc::Receiver<WriteRequest>,
-    mut ends: [i64; 3],
-    ends_tx: &watch::Sender<[i64; 3]>,
-) {
-    // A group is capped so one fsync's worth of latency stays short.
-    const MAX_GROUP_RECORDS: usize = 20_000;
-    while let Some(first) = rx.blocking_recv() {
+/// The one thread that writes: group commit, and recovery from a failed one.
+struct Writer {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<WriteRequest>,
+    /// Each topic's next offset, as of the last commit that succeeded.
+    ends: [i64; 3],
+    ends_tx: watch::Sender<[i64; 3]>,
+}
+
+/// What waiting for the next request gave.
+enum Next {
+    Request(WriteRequest),
+    TimedOut,
+    Closed,
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut reopen_wait = REOPEN_WAIT_FIRST;
+        loop {
+            let current = self.shared.lock().db.clone();
+            let db = match current {
+                Some(db) => db,
+                None => match self.reopen() {
+                    Ok(db) => {
+                        reopen_wait = REOPEN_WAIT_FIRST;
+                        db
+                    }
+                    Err(fault) => {
+                        tracing::warn!(error = %fault, retry_in_ms = reopen_wait.as_millis() as u64, "embedded log cannot be opened again");
+                        self.shared.set_fault(Some(fault.clone()));
+                        if !self.refuse_for(reopen_wait, &fault) {
+                            return;
+                        }
+                        reopen_wait = (reopen_wait * 2).min(REOPEN_WAIT_MAX);
+                        continue;
+                    }
+                },
+            };
+            let first = if self.shared.fault().is_some() {
+                match self.next_within(PROBE_INTERVAL) {
+                    Next::Request(req) => req,
+                    Next::TimedOut => {
+                        self.probe();
+                        continue;
+                    }
+                    Next::Closed => break,
+                }
+            } else {
+                match self.rx.blocking_recv() {
+                    Some(req) => req,
+                    None => break,
+                }
+            };
+            let group = self.gather(first);
+            self.commit(db, group);
+        }
+        if let Err(e) = self.close_db() {
+            tracing::warn!(error = %e, "closing the embedded log failed; the next open recovers it");
+        }
+    }
+
+    /// Adds what else waits to `first`, up to a cap so that one fsync's
+    /// worth of latency stays short.
+    fn gather(&mut self, first: WriteRequest) -> Vec<WriteRequest> {
+        const MAX_GROUP_RECORDS: usize = 20_000;
+        let mut records = first.batch.len();
         let mut group = vec![first];
-        let mut records = group[0].batch.len();
         while records < MAX_GROUP_RECORDS {
-            match rx.try_recv() {
+            match self.rx.try_recv() {
                 Ok(req) => {
                     records += req.batch.len();
                     group.push(req);
@@ -161,10 +307,21 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        match write_group(db, &ends, &group) {
+        group
+    }
+
+    /// Commits one group and answers it. A failed commit leaves `db`
+    /// unusable (redb latches I/O errors), so it is closed here and the
+    /// next turn of [`Writer::run`] opens the file again.
+    fn commit(&mut self, db: Arc<Database>, group: Vec<WriteRequest>) {
+        match write_group(&db, &self.ends, &group) {
             Ok((outcomes, new_ends)) => {
-                ends = new_ends;
-                ends_tx.send_replace(ends);
+                if self.shared.fault().is_some() {
+                    tracing::info!("embedded log takes writes again");
+                    self.shared.set_fault(None);
+                }
+                self.ends = new_ends;
+                self.ends_tx.send_replace(new_ends);
                 for (req, outcome) in group.into_iter().zip(outcomes) {
                     // The requester may have given up (client gone); the
                     // records are durable either way and a retry dedups.
@@ -172,11 +329,105 @@ fn writer_loop(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "embedded log commit failed");
+                let fault = format!("cannot write {}: {e}", self.path.display());
+                tracing::warn!(error = %fault, "embedded log commit failed; re-opening it");
+                self.shared.set_fault(Some(fault.clone()));
                 for req in group {
-                    let _ = req.reply.send(Err(unavailable(&e)));
+                    let _ = req.reply.send(Err(LogError::Unavailable(fault.clone())));
+                }
+                drop(db);
+                // Its error is the one just reported.
+                let _ = self.close_db();
+            }
+        }
+    }
+
+    /// Opens the file again after a failure and shares the new database.
+    fn reopen(&mut self) -> Result<Arc<Database>, String> {
+        let (db, ends) = open_db(&self.path)?;
+        // A commit that reported an error may still have reached the disk
+        // (the error came after its header was written): the file, not
+        // memory, says where each topic ends, so no offset is written twice.
+        self.ends = ends;
+        self.ends_tx
+            .send_if_modified(|e| std::mem::replace(e, ends) != ends);
+        let db = Arc::new(db);
+        self.shared.lock().db = Some(db.clone());
+        tracing::info!("embedded log re-opened");
+        Ok(db)
+    }
+
+    /// Takes the database out of the shared slot, waits for the readers
+    /// that hold it for one read, and closes it, which releases the file.
+    fn close_db(&self) -> Result<(), redb::DatabaseError> {
+        let Some(mut db) = self.shared.lock().db.take() else {
+            return Ok(());
+        };
+        let db = loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => break db,
+                // A read in progress; on a failed database it fails fast.
+                Err(held) => {
+                    db = held;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
+        };
+        db.close()
+    }
+
+    /// Waits up to `wait` for a request.
+    fn next_within(&mut self, wait: Duration) -> Next {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.rx.try_recv() {
+                Ok(req) => return Next::Request(req),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Next::Closed,
+                Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= deadline => {
+                    return Next::TimedOut;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// For `wait`, answers every request with `fault` at once rather than
+    /// let it wait for a file that cannot be opened. False once the queue
+    /// is closed.
+    fn refuse_for(&mut self, wait: Duration, fault: &str) -> bool {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next_within(left) {
+                Next::Request(req) => {
+                    let _ = req.reply.send(Err(unavailable(fault)));
+                }
+                Next::TimedOut => return true,
+                Next::Closed => return false,
+            }
+        }
+    }
+
+    /// Whether the disk takes [`PROBE_BYTES`] now: a file beside the log,
+    /// written, synced and removed. The database is not touched, so the
+    /// probe cannot fail it again.
+    fn probe(&self) {
+        let path = self.path.with_extension("probe");
+        let written = std::fs::File::create(&path).and_then(|mut file| {
+            file.write_all(&vec![0u8; PROBE_BYTES])?;
+            file.sync_all()
+        });
+        let _ = std::fs::remove_file(&path);
+        match written {
+            Ok(()) => {
+                tracing::info!("the embedded log's disk takes writes again");
+                self.shared.set_fault(None);
+            }
+            Err(e) => self
+                .shared
+                .set_fault(Some(format!("cannot write {}: {e}", path.display()))),
         }
     }
 }
@@ -258,17 +509,24 @@ impl EventLog for EmbeddedLog {
             .max(0)
         });
         Ok(Box::new(EmbeddedSubscription {
-            db: self.db.clone(),
+            shared: self.shared.clone(),
             ends: self.ends.clone(),
             positions,
             announced: false,
         }))
     }
 
+    /// Fails with [`LogError::Unavailable`] from a failed commit until a
+    /// commit or the writer's probe of the disk succeeds, so that `/readyz`
+    /// says the log cannot write while it cannot.
     async fn check(&self) -> Result<(), LogError> {
         match &self.writer {
-            Some(writer) if !writer.is_closed() => Ok(()),
-            _ => Err(LogError::Closed),
+            Some(writer) if !writer.is_closed() => {}
+            _ => return Err(LogError::Closed),
+        }
+        match self.shared.fault() {
+            Some(fault) => Err(LogError::Unavailable(fault)),
+            None => Ok(()),
         }
     }
 
@@ -291,7 +549,9 @@ impl EventLog for EmbeddedLog {
 
 /// Reads all three topics of the embedded log.
 struct EmbeddedSubscription {
-    db: Arc<Database>,
+    /// Where the database is fetched for each read, never kept: the writer
+    /// may have to close and re-open it.
+    shared: Arc<Shared>,
     ends: watch::Receiver<[i64; 3]>,
     positions: [i64; 3],
     announced: bool,
@@ -325,7 +585,7 @@ impl Subscription for EmbeddedSubscription {
             let _ = tokio::time::timeout(wait, self.ends.changed()).await;
         }
         let ends = *self.ends.borrow();
-        let db = self.db.clone();
+        let db = self.shared.db()?;
         let from = self.positions;
         let records = tokio::task::spawn_blocking(move || read_from(&db, from, ends, max))
             .await
@@ -477,6 +737,75 @@ mod tests {
         let again = drain(&mut sub).await;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].offset, 1);
+    }
+
+    /// A real full disk: a small tmpfs, filled. The refused batch is kept
+    /// nowhere, `check` fails, readers never panic; once space is freed the
+    /// same log becomes ready by itself and takes the same batch once.
+    #[tokio::test]
+    async fn a_full_disk_refuses_batches_then_recovers_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = footfall_testkit::tmpfs::Tmpfs::mount(&dir.path().join("disk"), 8);
+        let log_dir = disk.path().join("log");
+        let log = EmbeddedLog::open(&log_dir, EmbeddedConfig::default()).unwrap();
+        let mut sub = log.subscribe("g", Arc::new(|_| 0)).await.unwrap();
+        log.append(vec![rec(Topic::Scans, Some("before"), "0")])
+            .await
+            .unwrap();
+
+        let mut read = Vec::new();
+        disk.fill("ballast");
+        // 1 MiB of new records, where less than a page is left.
+        let big = "x".repeat(16 << 10);
+        let batch = || -> Vec<Append> {
+            (0..64)
+                .map(|i| rec(Topic::Scans, Some(&format!("full-{i}")), &big))
+                .collect()
+        };
+        for attempt in 0..3 {
+            match log.append(batch()).await {
+                Err(LogError::Unavailable(why)) => {
+                    assert!(why.contains("No space left on device"), "{why}")
+                }
+                other => panic!("attempt {attempt} on a full disk: {other:?}"),
+            }
+            assert!(matches!(log.check().await, Err(LogError::Unavailable(_))));
+            match sub.poll(1000, Duration::ZERO).await {
+                Ok(Polled::Records(r)) => read.extend(r),
+                Ok(_) | Err(LogError::Unavailable(_)) => {}
+                Err(e) => panic!("a reader during the outage: {e}"),
+            }
+        }
+        assert_eq!(log.end_offsets().await.unwrap()[0].1, 1);
+
+        // The disk has room again: readiness comes back without an append.
+        std::fs::remove_file(disk.path().join("ballast")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Err(e) = log.check().await {
+            assert!(Instant::now() < deadline, "still not ready: {e}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let stored = log.append(batch()).await.unwrap();
+        let offsets: Vec<i64> = stored
+            .iter()
+            .map(|a| match a {
+                Appended::Stored { offset, .. } => *offset,
+                Appended::Duplicate => panic!("the refused batch left an id behind"),
+            })
+            .collect();
+        assert_eq!(offsets, (1..65).collect::<Vec<_>>());
+        assert_eq!(
+            log.append(batch()).await.unwrap(),
+            vec![Appended::Duplicate; 64]
+        );
+        read.extend(drain(&mut sub).await);
+        let offsets: Vec<i64> = read.iter().map(|d| d.offset).collect();
+        assert_eq!(offsets, (0..65).collect::<Vec<_>>(), "each record once");
+        drop(sub);
+        drop(log);
+
+        let log = EmbeddedLog::open(&log_dir, EmbeddedConfig::default()).unwrap();
+        assert_eq!(log.end_offsets().await.unwrap()[0].1, 65);
     }
 
     #[tokio::test]

@@ -1,6 +1,9 @@
 //! What footfall's tests share across crates: the address and controls of
 //! the real Kafka broker that `scripts/kafka start` runs (no fake broker),
-//! and names unique per test so tests can share that broker.
+//! and names unique per test so tests can share that broker; a small tmpfs
+//! to fill for disk-full tests.
+
+pub mod tmpfs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
