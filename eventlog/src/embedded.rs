@@ -45,6 +45,8 @@ const TABLES: [RecordTable; 3] = [
 ];
 const IDS: TableDefinition<u128, ()> = TableDefinition::new("event_ids");
 
+mod retention;
+
 /// First wait before opening the file again when an open fails; it doubles
 /// up to [`REOPEN_WAIT_MAX`]. A full disk is fixed by a person, so the wait
 /// need not be short, only bounded.
@@ -544,6 +546,14 @@ impl EventLog for EmbeddedLog {
                 )
             })
             .collect())
+    }
+
+    async fn expire_rejected(&self, before_ms: i64) -> Result<u64, LogError> {
+        let db = self.shared.db()?;
+        tokio::task::spawn_blocking(move || retention::expire_rejected(&db, before_ms))
+            .await
+            .map_err(|e| unavailable(format!("retention task failed: {e}")))?
+            .map_err(unavailable)
     }
 }
 

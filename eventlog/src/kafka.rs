@@ -72,6 +72,10 @@ use recent::RecentIds;
 
 use crate::{Append, Appended, EventLog, LogError, StartAt, Stream, Subscription, Topic};
 
+/// Longest a segment of the rejected topic stays open (one day), so that
+/// its records are deleted within a day of their retention's end.
+const REJECTED_SEGMENT_MS_MAX: u64 = 24 * 3600 * 1000;
+
 /// The header every appended record carries, naming the version of the
 /// JSON in its value.
 pub const SCHEMA_VERSION_HEADER: &str = "schema-version";
@@ -242,17 +246,32 @@ impl KafkaLog {
             .map_err(|e| LogError::Invalid(format!("cannot create the kafka admin client: {e}")))?;
         let replication = i32::from(self.config.replication_factor);
         let min_insync = replication.min(2).to_string();
+        // Kafka deletes whole segments once their newest record is past
+        // `retention.ms`; rolling a segment at least daily bounds how long a
+        // rejected record outlives the limit to a day.
+        let rejected_retention = self.config.rejected_retention_ms.map(|ms| {
+            (
+                ms.to_string(),
+                ms.clamp(1, REJECTED_SEGMENT_MS_MAX).to_string(),
+            )
+        });
         let topics: Vec<NewTopic<'_>> = Topic::ALL
             .iter()
             .map(|&t| {
                 // `validate` keeps partition counts within i32.
                 let partitions = i32::try_from(self.config.partitions(t)).unwrap_or(i32::MAX);
-                NewTopic::new(
+                let topic = NewTopic::new(
                     self.names.name(t),
                     partitions,
                     TopicReplication::Fixed(replication),
                 )
-                .set("min.insync.replicas", &min_insync)
+                .set("min.insync.replicas", &min_insync);
+                match (t, &rejected_retention) {
+                    (Topic::Rejected, Some((retention, segment))) => topic
+                        .set("retention.ms", retention)
+                        .set("segment.ms", segment),
+                    _ => topic,
+                }
             })
             .collect();
         let budget = deadline.saturating_duration_since(Instant::now());

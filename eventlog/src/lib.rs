@@ -163,6 +163,16 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Number of records in each stream (the next offset), for lag.
     async fn end_offsets(&self) -> Result<Vec<(Stream, i64)>, LogError>;
+
+    /// Drops the rejected records received before `before_ms` (Unix time
+    /// in ms): the retention of their raw text has passed. Answers how many
+    /// records it dropped or emptied. Kafka's rejected topic expires them
+    /// by itself (`retention.ms`, set when footfall creates it), so the
+    /// default does nothing. Fails when the log cannot be written now; the
+    /// next pass tries again.
+    async fn expire_rejected(&self, _before_ms: i64) -> Result<u64, LogError> {
+        Ok(0)
+    }
 }
 
 #[async_trait]

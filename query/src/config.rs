@@ -38,6 +38,14 @@ pub struct QueryConfig {
     /// that never scans again would otherwise stay "at the stand" until
     /// closing; 2 hours is longer than any real stand visit.
     pub stand_visit_dwell_cap_s: u64,
+    /// How long the raw text of a refused event is kept (seconds after it
+    /// was received). It may hold a badge id in clear, and it only serves to
+    /// debug a vendor's feed. Past it the `rejected` row keeps its code,
+    /// message and times (counts by code stay) with `raw` empty, and the
+    /// log drops the record (the embedded log at the same pass; Kafka's
+    /// rejected topic is created with this `retention.ms`). 30 days covers
+    /// a fair and the weeks of settling accounts with vendors after it.
+    pub rejected_retention_s: u64,
 }
 
 impl Default for QueryConfig {
@@ -54,6 +62,7 @@ impl Default for QueryConfig {
             live_interval_ms: 250,
             stand_metrics: false,
             stand_visit_dwell_cap_s: 2 * 3600,
+            rejected_retention_s: 30 * 24 * 3600,
         }
     }
 }

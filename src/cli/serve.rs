@@ -79,9 +79,11 @@ impl Settings {
         if let Some(brokers) = kafka {
             table.insert("bootstrap_servers".into(), brokers.into());
         }
-        let config: KafkaConfig = toml::Value::Table(table)
+        let mut config: KafkaConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e| AppError::Config(format!("[kafka] settings: {e}")))?;
+        // One limit for the rejected raw text, in the log as in the tables.
+        config.rejected_retention_ms = Some(self.query.rejected_retention_s.saturating_mul(1000));
         Ok(LogChoice::Kafka(config))
     }
 }
@@ -126,10 +128,16 @@ mod tests {
         let Ok(LogChoice::Kafka(k)) = none.log(Some("b:9092")) else {
             panic!("--kafka alone runs on kafka");
         };
-        assert_eq!(k, KafkaConfig::new("b:9092"));
+        assert_eq!(
+            k,
+            KafkaConfig {
+                rejected_retention_ms: Some(30 * 24 * 3600 * 1000),
+                ..KafkaConfig::new("b:9092")
+            }
+        );
 
         let file: Settings = toml::from_str(
-            "[query]\nflush_interval_ms = 1000\n[kafka]\nbootstrap_servers = \"a:1\"\ntopic_suffix = \".x\"\n",
+            "[query]\nflush_interval_ms = 1000\nrejected_retention_s = 60\n[kafka]\nbootstrap_servers = \"a:1\"\ntopic_suffix = \".x\"\n",
         )
         .unwrap();
         assert_eq!(file.query.flush_interval_ms, 1000);
@@ -140,6 +148,7 @@ mod tests {
             (k.bootstrap_servers.as_str(), k.topic_suffix.as_str()),
             ("b:2", ".x")
         );
+        assert_eq!(k.rejected_retention_ms, Some(60_000));
 
         let typo: Settings =
             toml::from_str("[kafka]\nbootstrap_servers = \"a:1\"\nlinger = 1\n").unwrap();

@@ -91,6 +91,13 @@ pub struct KafkaConfig {
     /// (librdkafka's); the broker allows 6 s to 300 s by default.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// How long the rejected topic keeps its records (`retention.ms` when
+    /// footfall creates it; an existing topic keeps its own). The binary
+    /// sets it from `[query] rejected_retention_s`, so one limit covers
+    /// the log and the tables: not a `[kafka]` key. `None` leaves the
+    /// broker's default.
+    #[serde(skip)]
+    pub rejected_retention_ms: Option<u64>,
 }
 
 fn default_partitions() -> u32 {
@@ -145,6 +152,7 @@ impl KafkaConfig {
             dedup_cache_ids: default_dedup_cache_ids(),
             session_timeout_ms: default_session_timeout_ms(),
             metadata_timeout_ms: default_metadata_timeout_ms(),
+            rejected_retention_ms: None,
         }
     }
 

@@ -495,5 +495,43 @@ async fn records_that_are_not_ours_are_delivered_and_ours_carry_the_schema_versi
     delete_topics(&log).await;
 }
 
+#[tokio::test]
+async fn the_rejected_topic_is_created_with_the_retention_limit() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let _shared = BROKER.read().await;
+    let mut config = config(&bootstrap);
+    config.rejected_retention_ms = Some(5 * 24 * 3600 * 1000);
+    let log = connect(config).await;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin client");
+    let topics = [Topic::Rejected, Topic::Scans]
+        .map(|t| rdkafka::admin::ResourceSpecifier::Topic(log.topic_name(t)));
+    let described = admin
+        .describe_configs(&topics, &AdminOptions::new())
+        .await
+        .expect("describe the topics");
+    let value = |i: usize, name: &str| {
+        described[i]
+            .as_ref()
+            .expect("the topic is described")
+            .get(name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(value(0, "retention.ms").as_deref(), Some("432000000"));
+    assert_eq!(
+        value(0, "segment.ms").as_deref(),
+        Some("86400000"),
+        "daily segments"
+    );
+    assert_ne!(
+        value(1, "retention.ms").as_deref(),
+        Some("432000000"),
+        "only the rejected topic"
+    );
+    delete_topics(&log).await;
+}
+
 mod group;
 mod outage;

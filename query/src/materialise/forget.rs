@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use footfall_eventlog::Stream;
 
@@ -94,53 +94,88 @@ pub fn forget(data_dir: &Path, pseudonym: &str, badge: &str) -> io::Result<Forgo
 fn forget_in_stream(
     data_dir: &Path,
     stream: Stream,
-    manifest: Manifest,
+    mut manifest: Manifest,
     pseudonym: &str,
     badge: &str,
     total: &mut Forgotten,
 ) -> io::Result<()> {
+    let done = rewrite_files(data_dir, stream, &mut manifest, None, |table, batch| {
+        let keep = keep_mask(table, batch, pseudonym, badge)?;
+        let removed = keep.iter().filter(|k| *k == Some(false)).count() as u64;
+        let kept = filter_record_batch(batch, &keep).map_err(io::Error::other)?;
+        Ok((kept, removed))
+    })?;
+    total.scans += done.rows[TableKind::Scans.index()];
+    total.tickets += done.rows[TableKind::Tickets.index()];
+    total.rejected += done.rows[TableKind::Rejected.index()];
+    total.files += done.replaced.len() as u64;
+    // The materialiser is stopped: no reader can still need the old files.
+    for path in done.replaced {
+        std::fs::remove_file(&path)?;
+    }
+    Ok(())
+}
+
+/// What [`rewrite_files`] did.
+#[derive(Debug, Default)]
+pub(super) struct Rewritten {
+    /// Rows removed or altered, per table ([`TableKind::index`]).
+    pub rows: [u64; 3],
+    /// The files the manifest no longer names, for the caller to delete
+    /// once no reader can still be reading them.
+    pub replaced: Vec<PathBuf>,
+}
+
+/// Rewrites the stream's committed files of `table` (every table when
+/// `None`) in which `change` alters a row, and commits them as a flush
+/// does: the new files are written and fsync'd, then the manifest is
+/// swapped atomically, then `manifest` is updated. `change` answers a
+/// batch's new rows and how many it removed or altered. Fails on I/O
+/// errors and errors of `change`; a failure leaves the stream as it was
+/// (files written meanwhile are orphans, removed when the stream opens).
+pub(super) fn rewrite_files(
+    data_dir: &Path,
+    stream: Stream,
+    manifest: &mut Manifest,
+    table: Option<TableKind>,
+    mut change: impl FnMut(TableKind, &RecordBatch) -> io::Result<(RecordBatch, u64)>,
+) -> io::Result<Rewritten> {
     let seq = manifest.seq + 1;
     let mut next = manifest.clone();
     next.seq = seq;
-    let mut replaced = Vec::new();
+    let mut done = Rewritten::default();
     for (i, file) in manifest.files.iter().enumerate() {
+        if table.is_some_and(|t| t != file.table) {
+            continue;
+        }
         let path = data_dir.join(&file.path);
         let batches = read(&path)?;
         let mut kept = Vec::with_capacity(batches.len());
-        let mut removed = 0u64;
+        let mut changed = 0u64;
         for batch in &batches {
-            let keep = keep_mask(file.table, batch, pseudonym, badge)?;
-            removed += keep.iter().filter(|k| *k == Some(false)).count() as u64;
-            let part = filter_record_batch(batch, &keep).map_err(io::Error::other)?;
+            let (part, n) = change(file.table, batch)?;
+            changed += n;
             if part.num_rows() > 0 {
                 kept.push(part);
             }
         }
-        if removed == 0 {
+        if changed == 0 {
             continue;
         }
-        match file.table {
-            TableKind::Scans => total.scans += removed,
-            TableKind::Tickets => total.tickets += removed,
-            TableKind::Rejected => total.rejected += removed,
-        }
-        total.files += 1;
+        done.rows[file.table.index()] += changed;
         let name = format!("{seq:08}-{i:04}.parquet");
-        let entry =
+        next.files[i] =
             checkpoint::write_parquet(data_dir, file.table, stream, &file.local_day, &name, &kept)?;
-        next.files[i] = entry;
-        replaced.push(path);
+        done.replaced.push(path);
     }
-    if replaced.is_empty() {
-        return Ok(());
+    if done.replaced.is_empty() {
+        return Ok(done);
     }
     // Files left empty stay in the manifest: harmless, and the file list
     // keeps one shape.
     checkpoint::save(data_dir, stream, &next)?;
-    for path in replaced {
-        std::fs::remove_file(&path)?;
-    }
-    Ok(())
+    *manifest = next;
+    Ok(done)
 }
 
 fn read(path: &Path) -> io::Result<Vec<RecordBatch>> {

@@ -9,6 +9,7 @@
 mod checkpoint;
 mod forget;
 mod peers;
+mod retention;
 mod rows;
 mod stream;
 
@@ -104,6 +105,11 @@ impl Materialiser {
         let flush_interval = Duration::from_millis(self.config.flush_interval_ms);
         // While flushes fail: when to try again, and the wait after that.
         let mut retry: Option<(Instant, Duration)> = None;
+        let retention_every =
+            retention::check_interval(Duration::from_secs(self.config.rejected_retention_s));
+        let mut last_retention = Instant::now();
+        // Files replaced to empty expired raw text, deleted at the next pass.
+        let mut expired_files = Vec::new();
 
         loop {
             if *shutdown.borrow() {
@@ -199,6 +205,10 @@ impl Materialiser {
                 }
                 changed = true;
             }
+            if retry.is_none() && last_retention.elapsed() >= retention_every {
+                last_retention = Instant::now();
+                changed |= self.expire_raw(&mut streams, &mut expired_files).await;
+            }
             changed |= peers.refresh(&self.data_dir, &|s| streams.contains_key(&s));
             if changed {
                 self.publish(&streams, &peers);
@@ -209,6 +219,7 @@ impl Materialiser {
         }
         self.flush_all(&mut streams, &mut *sub)?;
         self.publish(&streams, &peers);
+        remove_replaced(&mut expired_files);
         tracing::info!("materialiser flushed and stopped");
         Ok(())
     }
@@ -242,6 +253,53 @@ impl Materialiser {
             records = read,
             "read the log to its end before the last flush"
         );
+    }
+
+    /// Empties the raw text of rejected rows past the retention limit in
+    /// the owned streams' files, and has the log drop those records. The
+    /// files replaced at the previous pass are deleted first: a query or a
+    /// peer that read an older snapshot had a whole interval to finish.
+    /// Failures are logged and the next pass tries again. Answers whether
+    /// a manifest changed.
+    async fn expire_raw(
+        &self,
+        streams: &mut BTreeMap<Stream, StreamState>,
+        replaced: &mut Vec<PathBuf>,
+    ) -> bool {
+        remove_replaced(replaced);
+        let limit_ms = i64::try_from(self.config.rejected_retention_s.saturating_mul(1000))
+            .unwrap_or(i64::MAX);
+        let before_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_sub(limit_ms);
+        let mut changed = false;
+        for (stream, state) in streams.iter_mut() {
+            match retention::expire_raw(&self.data_dir, *stream, &mut state.manifest, before_ms) {
+                Ok(done) if !done.replaced.is_empty() => {
+                    let rows = done.rows[crate::table_kind::TableKind::Rejected.index()];
+                    tracing::info!(%stream, rows, "emptied the raw text of rejected events past their retention");
+                    replaced.extend(done.replaced);
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "cannot empty expired raw text; the next pass tries again")
+                }
+            }
+        }
+        match self.log.expire_rejected(before_ms).await {
+            Ok(0) => {}
+            Ok(records) => {
+                tracing::info!(
+                    records,
+                    "dropped rejected records past their retention from the log"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot drop expired rejected records from the log; the next pass tries again")
+            }
+        }
+        changed
     }
 
     /// Records a failed flush for readiness and the log; returns when to
@@ -318,5 +376,17 @@ impl Materialiser {
             }
         }
         self.snapshot.set(snapshot);
+    }
+}
+
+/// Deletes files no manifest names any more; one that cannot be deleted now
+/// is left to the orphan sweep when its stream next opens.
+fn remove_replaced(files: &mut Vec<PathBuf>) {
+    for path in files.drain(..) {
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot delete a replaced file");
+        }
     }
 }
