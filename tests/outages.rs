@@ -10,21 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, get, post, sql, wait_ready};
-
-/// A batch of `n` scans with ids `{prefix}-{i}`, timestamped now.
-fn scans(prefix: &str, n: usize) -> String {
-    let venue = footfall_schemas::venue::reference();
-    let ts = chrono::Utc::now().to_rfc3339();
-    (0..n)
-        .map(|i| {
-            let scanner = &venue.scanners[i % venue.scanners.len()].id;
-            format!(
-                "{{\"type\":\"badge_scan\",\"event_id\":\"{prefix}-{i}\",\"ts\":\"{ts}\",\"badge_id\":\"V-{i}\",\"scanner_id\":\"{scanner}\"}}\n"
-            )
-        })
-        .collect()
-}
+use common::{Server, get, post, scans, sql, wait_ready};
 
 /// Rows of `table` that the committed manifests name.
 fn checkpointed_rows(data: &Path, table: &str) -> u64 {

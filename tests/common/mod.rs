@@ -118,6 +118,21 @@ pub fn get(url: &str) -> (u16, String) {
     }
 }
 
+/// A batch of `n` scans with ids `{prefix}-{i}`, timestamped now, for the
+/// reference venue (NDJSON).
+pub fn scans(prefix: &str, n: usize) -> String {
+    let venue = footfall_schemas::venue::reference();
+    let ts = chrono::Utc::now().to_rfc3339();
+    (0..n)
+        .map(|i| {
+            let scanner = &venue.scanners[i % venue.scanners.len()].id;
+            format!(
+                "{{\"type\":\"badge_scan\",\"event_id\":\"{prefix}-{i}\",\"ts\":\"{ts}\",\"badge_id\":\"V-{i}\",\"scanner_id\":\"{scanner}\"}}\n"
+            )
+        })
+        .collect()
+}
+
 /// Runs SQL and returns the JSON rows. Panics on an error answer.
 pub fn sql(base: &str, query: &str) -> Vec<serde_json::Value> {
     let (code, body) = post(&format!("{base}/v1/sql?format=json"), query);
