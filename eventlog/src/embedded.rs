@@ -515,6 +515,7 @@ impl EventLog for EmbeddedLog {
             ends: self.ends.clone(),
             positions,
             announced: false,
+            behind: false,
         }))
     }
 
@@ -565,6 +566,11 @@ struct EmbeddedSubscription {
     ends: watch::Receiver<[i64; 3]>,
     positions: [i64; 3],
     announced: bool,
+    /// A read filled its budget since the last empty poll: the reader is
+    /// catching up (a replay). The poll that then finds nothing left says
+    /// so at once instead of waiting, so the reader knows the replay is
+    /// complete without a pause; in steady state empty polls still wait.
+    behind: bool,
 }
 
 impl EmbeddedSubscription {
@@ -590,6 +596,9 @@ impl Subscription for EmbeddedSubscription {
             ));
         }
         if !self.pending() {
+            if std::mem::take(&mut self.behind) {
+                return Ok(Polled::Records(Vec::new()));
+            }
             // Wake on the next commit, or give up after `wait`.
             self.ends.mark_unchanged();
             let _ = tokio::time::timeout(wait, self.ends.changed()).await;
@@ -604,6 +613,7 @@ impl Subscription for EmbeddedSubscription {
         for r in &records {
             self.positions[r.stream.topic.index()] = r.offset + 1;
         }
+        self.behind |= records.len() >= max.max(1);
         Ok(Polled::Records(records))
     }
 
@@ -614,7 +624,9 @@ impl Subscription for EmbeddedSubscription {
     }
 }
 
-/// Reads up to `max` records, sharing the budget fairly across topics.
+/// Reads up to `max` records, sharing the budget fairly across topics: a
+/// topic with less left than its share leaves the rest to the others, so a
+/// replay reads full batches even though scans are nearly all records.
 fn read_from(
     db: &Database,
     from: [i64; 3],
@@ -622,19 +634,24 @@ fn read_from(
     max: usize,
 ) -> Result<Vec<Delivered>, redb::Error> {
     let read = db.begin_read()?;
-    let mut out = Vec::new();
-    let per_topic = (max / 3).max(1);
-    for topic in Topic::ALL {
+    let left = |topic: &Topic| (ends[topic.index()] - from[topic.index()]).max(0) as usize;
+    let mut budget = max.max(1).min(Topic::ALL.iter().map(left).sum());
+    let mut out = Vec::with_capacity(budget);
+    let mut topics = Topic::ALL;
+    topics.sort_by_key(left);
+    for (n, topic) in topics.into_iter().enumerate() {
         let i = topic.index();
-        if from[i] >= ends[i] {
+        let take = left(&topic).min(budget.div_ceil(topics.len() - n));
+        if take == 0 {
             continue;
         }
+        budget -= take;
         let table = read.open_table(TABLES[i])?;
         let stream = Stream {
             topic,
             partition: 0,
         };
-        for entry in table.range(from[i] as u64..ends[i] as u64)?.take(per_topic) {
+        for entry in table.range(from[i] as u64..from[i] as u64 + take as u64)? {
             let (k, v) = entry?;
             let (key, value) = v.value();
             out.push(Delivered {
