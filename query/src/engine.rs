@@ -4,8 +4,15 @@
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::SchedulingType;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -76,7 +83,13 @@ impl SqlEngine {
             .with_information_schema(true)
             .with_target_partitions(config.sql_threads.max(1))
             .with_default_catalog_and_schema("footfall", "public");
-        let ctx = SessionContext::new_with_config_rt(session, runtime_env);
+        let state = SessionStateBuilder::new()
+            .with_config(session)
+            .with_runtime_env(runtime_env)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldEveryOperator))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         for kind in TableKind::ALL {
             ctx.register_table(
                 kind.name(),
@@ -88,11 +101,7 @@ impl SqlEngine {
             ctx.register_table(name, Arc::new(table))
                 .map_err(internal)?;
         }
-        for (name, sql) in views::definitions(config) {
-            ctx.sql(&sql)
-                .await
-                .map_err(|e| internal(format!("view {name}: {e}")))?;
-        }
+        views::register(&ctx, config).await.map_err(internal)?;
 
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -177,6 +186,49 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Makes every operator's output spend the task's Tokio budget, so a query
+/// yields to its runtime every few batches and an abort (client gone) or the
+/// timeout stops it there.
+///
+/// DataFusion's own `EnsureCooperative` makes only the sources and
+/// exchanges spend budget. An operator that emits many batches per input
+/// batch then runs unchecked: a cross join of `generate_series` emits one
+/// batch per left row for each right batch, so the task polled on for
+/// seconds without yielding, a cancelled query kept its cores and the
+/// timeout came late (16.7 s for 8 s). The cost is one budget check per
+/// batch per operator.
+#[derive(Debug)]
+struct YieldEveryOperator;
+
+impl PhysicalOptimizerRule for YieldEveryOperator {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|plan| {
+            // CooperativeExec and the exchanges spend budget already;
+            // sources are EnsureCooperative's.
+            if plan.properties().scheduling_type == SchedulingType::Cooperative
+                || plan.children().is_empty()
+            {
+                return Ok(Transformed::no(plan));
+            }
+            let wrapped: Arc<dyn ExecutionPlan> = Arc::new(CooperativeExec::new(plan));
+            Ok(Transformed::yes(wrapped))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "YieldEveryOperator"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
     }
 }
 
