@@ -3,4 +3,5 @@
 
 pub mod dimensions;
 pub mod event_table;
+pub mod stand_visits;
 pub mod views;

@@ -1,8 +1,13 @@
-//! The analytic views, defined in SQL over the event and dimension tables.
-//! Each is documented in `docs/sql.md`; dashboards and reports use these, so
-//! they all agree. All but `footfall_hourly` live in `views/<name>.sql`, one
-//! file per view, so that they read (and diff) as SQL.
+//! The analytic views over the event and dimension tables. Each is
+//! documented in `docs/sql.md`; dashboards and reports use these, so they all
+//! agree. All but `footfall_hourly` and `stand_visits` live in
+//! `views/<name>.sql`, one file per view, so that they read (and diff) as
+//! SQL; `stand_visits` is an operator (`super::stand_visits`).
 
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+
+use super::stand_visits;
 use crate::config::QueryConfig;
 
 /// `footfall_hourly(local_day, local_hour, level, zone_id, entries, visitors)`
@@ -34,23 +39,37 @@ SELECT local_day, local_hour, 'room', zone_id,
 FROM entries WHERE zone_kind = 'room' GROUP BY local_day, local_hour, zone_id
 ";
 
-/// Every view's name and `CREATE VIEW` text, in creation order (a view may use
-/// the ones before it). `{dwell_cap_s}` in a text is the configured cap.
-const VIEWS: &[(&str, &str)] = &[
-    ("footfall_hourly", FOOTFALL_HOURLY),
-    ("stand_visits", include_str!("views/stand_visits.sql")),
+/// How a view is made.
+enum View {
+    /// A `CREATE VIEW` statement.
+    Sql(&'static str),
+    /// `stand_visits`, walked by its operator (SQL paid per badge-day
+    /// partition, several times the sort).
+    StandVisits,
+}
+
+/// Every view, in creation order (a view may use the ones before it).
+const VIEWS: &[(&str, View)] = &[
+    ("footfall_hourly", View::Sql(FOOTFALL_HOURLY)),
+    ("stand_visits", View::StandVisits),
     (
         "session_attendance",
-        include_str!("views/session_attendance.sql"),
+        View::Sql(include_str!("views/session_attendance.sql")),
     ),
-    ("pole_flows", include_str!("views/pole_flows.sql")),
+    (
+        "pole_flows",
+        View::Sql(include_str!("views/pole_flows.sql")),
+    ),
     (
         "daily_attendance",
-        include_str!("views/daily_attendance.sql"),
+        View::Sql(include_str!("views/daily_attendance.sql")),
     ),
-    ("occupancy", include_str!("views/occupancy.sql")),
-    ("ticket_sales", include_str!("views/ticket_sales.sql")),
-    ("no_shows", include_str!("views/no_shows.sql")),
+    ("occupancy", View::Sql(include_str!("views/occupancy.sql"))),
+    (
+        "ticket_sales",
+        View::Sql(include_str!("views/ticket_sales.sql")),
+    ),
+    ("no_shows", View::Sql(include_str!("views/no_shows.sql"))),
 ];
 
 /// The names of the views, in creation order.
@@ -58,16 +77,17 @@ pub fn names() -> impl Iterator<Item = &'static str> {
     VIEWS.iter().map(|(name, _)| *name)
 }
 
-/// Every view's name and its `CREATE VIEW` statement for this configuration,
-/// in creation order.
-pub fn definitions(config: &QueryConfig) -> Vec<(&'static str, String)> {
-    VIEWS
-        .iter()
-        .map(|(name, sql)| {
-            let sql = sql.replace("{dwell_cap_s}", &config.stand_visit_dwell_cap_s.to_string());
-            (*name, sql)
-        })
-        .collect()
+/// Creates every view in `ctx` for this configuration, in creation order.
+/// Fails (naming the view) if one does not plan.
+pub async fn register(ctx: &SessionContext, config: &QueryConfig) -> Result<()> {
+    for (name, view) in VIEWS {
+        let made = match view {
+            View::Sql(sql) => ctx.sql(sql).await.map(|_| ()),
+            View::StandVisits => stand_visits::register(ctx, config.stand_visit_dwell_cap_s).await,
+        };
+        made.map_err(|e| e.context(format!("view {name}")))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -76,24 +96,13 @@ mod tests {
 
     #[test]
     fn every_view_file_creates_the_view_it_is_named_after() {
-        for (name, sql) in definitions(&QueryConfig::default()) {
-            assert!(
-                sql.contains(&format!("CREATE VIEW {name} AS")),
-                "{name} must create {name}"
-            );
-            assert!(!sql.contains('{'), "{name} has an unreplaced placeholder");
+        for (name, view) in VIEWS {
+            if let View::Sql(sql) = view {
+                assert!(
+                    sql.contains(&format!("CREATE VIEW {name} AS")),
+                    "{name} must create {name}"
+                );
+            }
         }
-    }
-
-    #[test]
-    fn the_dwell_cap_comes_from_the_config() {
-        let config = QueryConfig {
-            stand_visit_dwell_cap_s: 1800,
-            ..QueryConfig::default()
-        };
-        let defs = definitions(&config);
-        let (_, visits) = defs.iter().find(|(n, _)| *n == "stand_visits").unwrap();
-        assert!(visits.contains("span_ms > 1800 * 1000"));
-        assert!(visits.contains("INTERVAL '1800 seconds'"));
     }
 }

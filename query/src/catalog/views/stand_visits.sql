@@ -1,6 +1,7 @@
 -- stand_visits(badge, stand_id, pole_id, local_day, entered_at, left_at, dwell_s, closed_by)
--- One row per visit of a badge to a stand; see docs/sql.md. `{dwell_cap_s}`
--- is replaced by the configured cap when the view is created.
+-- One row per visit of a badge to a stand; see docs/sql.md. The server
+-- computes it with the operator in ../stand_visits.rs; this is the readable
+-- rule its test checks it against (`{dwell_cap_s}` is the test's cap).
 CREATE VIEW stand_visits AS
 WITH seq AS (
     SELECT badge, local_day, ts, event_id, zone_kind, stand_id, pole_id, direction,

@@ -1,0 +1,703 @@
+//! `stand_visits` as an operator: the view's rules (docs/sql.md) applied in
+//! one pass over each badge's sorted sequence.
+//!
+//! As SQL the view needed two window operators and a GROUP BY with ordered
+//! aggregates, each paying per (badge, day) partition: on the reference
+//! week they cost four times the sort. Here the scans are hash-partitioned by
+//! (badge, local_day), sorted by DataFusion's `SortExec` (within the memory
+//! limit) and walked once per partition, keeping only the open visit.
+
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, AsArray, Date32Builder, Int64Builder, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::expressions::col;
+use datafusion::physical_expr::{
+    Distribution, EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements,
+    Partitioning, PhysicalExpr, PhysicalSortExpr,
+};
+use datafusion::physical_plan::coop::cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
+};
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
+
+/// The columns of `scans` the walk reads, in the order it reads them.
+const INPUT: [&str; 8] = [
+    "badge",
+    "local_day",
+    "ts",
+    "event_id",
+    "zone_kind",
+    "stand_id",
+    "pole_id",
+    "direction",
+];
+const BADGE: usize = 0;
+const LOCAL_DAY: usize = 1;
+const TS: usize = 2;
+const ZONE_KIND: usize = 4;
+const STAND_ID: usize = 5;
+const POLE_ID: usize = 6;
+const DIRECTION: usize = 7;
+
+/// A badge's sequence: (badge, local_day), then `ts`, then `event_id`.
+const SEQUENCE: [&str; 4] = ["badge", "local_day", "ts", "event_id"];
+
+/// The view's columns, as the SQL definition typed them.
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let utc = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("badge", DataType::Utf8, false),
+        Field::new("stand_id", DataType::Utf8, true),
+        Field::new("pole_id", DataType::Utf8, true),
+        Field::new("local_day", DataType::Date32, false),
+        Field::new("entered_at", utc.clone(), true),
+        Field::new("left_at", utc, true),
+        Field::new("dwell_s", DataType::Int64, true),
+        Field::new("closed_by", DataType::Utf8, false),
+    ]))
+});
+
+/// Registers `stand_visits` over the context's `scans` and `opening_hours`
+/// (read once: the venue's hours do not change while the server runs).
+pub async fn register(ctx: &SessionContext, dwell_cap_s: u64) -> Result<()> {
+    let scans = ctx.table_provider("scans").await?;
+    let hours = ctx
+        .table("opening_hours")
+        .await?
+        .select_columns(&["local_day", "closes_at"])?
+        .collect()
+        .await?;
+    let mut closes_at = HashMap::new();
+    for batch in hours {
+        let days = batch.column(0).as_primitive::<Date32Type>();
+        let closes = batch.column(1).as_primitive::<TimestampMillisecondType>();
+        for i in 0..batch.num_rows() {
+            if days.is_valid(i) && closes.is_valid(i) {
+                closes_at.insert(days.value(i), closes.value(i));
+            }
+        }
+    }
+    let table = StandVisits {
+        scans,
+        rules: Arc::new(Rules {
+            closes_at,
+            cap_ms: i64::try_from(dwell_cap_s)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+            cap_s: i64::try_from(dwell_cap_s).unwrap_or(i64::MAX),
+        }),
+    };
+    ctx.register_table("stand_visits", Arc::new(table))?;
+    Ok(())
+}
+
+/// What closes a visit besides the scans: the day's closing time and the cap.
+#[derive(Debug)]
+struct Rules {
+    /// `opening_hours.closes_at` (ms) by `local_day`.
+    closes_at: HashMap<i32, i64>,
+    cap_ms: i64,
+    cap_s: i64,
+}
+
+#[derive(Debug)]
+struct StandVisits {
+    scans: Arc<dyn TableProvider>,
+    rules: Arc<Rules>,
+}
+
+#[async_trait]
+impl TableProvider for StandVisits {
+    fn schema(&self) -> SchemaRef {
+        SCHEMA.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let scans_schema = self.scans.schema();
+        let columns = INPUT
+            .iter()
+            .map(|name| scans_schema.index_of(name))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let input = self.scans.scan(state, Some(&columns), &[], None).await?;
+        let schema = input.schema();
+        let partitions = state.config().target_partitions().max(1);
+        let key = vec![col("badge", &schema)?, col("local_day", &schema)?];
+        let hashed = Arc::new(RepartitionExec::try_new(
+            input,
+            Partitioning::Hash(key, partitions),
+        )?);
+        let sorted =
+            Arc::new(SortExec::new(sequence(&schema)?, hashed).with_preserve_partitioning(true));
+        Ok(Arc::new(StandVisitsExec::try_new(
+            sorted,
+            self.rules.clone(),
+            projection.cloned(),
+        )?))
+    }
+}
+
+fn sequence(schema: &Schema) -> Result<LexOrdering> {
+    let exprs = SEQUENCE
+        .iter()
+        .map(|name| Ok(PhysicalSortExpr::new_default(col(name, schema)?)))
+        .collect::<Result<Vec<_>>>()?;
+    LexOrdering::new(exprs)
+        .ok_or_else(|| DataFusionError::Internal("empty stand_visits ordering".into()))
+}
+
+/// Walks each partition of its input, sorted by (badge, local_day, ts,
+/// event_id) and partitioned by (badge, local_day), and emits the visits.
+#[derive(Debug)]
+struct StandVisitsExec {
+    input: Arc<dyn ExecutionPlan>,
+    rules: Arc<Rules>,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+}
+
+impl StandVisitsExec {
+    fn try_new(
+        input: Arc<dyn ExecutionPlan>,
+        rules: Arc<Rules>,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(SCHEMA.project(p)?),
+            None => SCHEMA.clone(),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        )
+        .with_scheduling_type(SchedulingType::Cooperative);
+        Ok(Self {
+            input,
+            rules,
+            projection,
+            schema,
+            properties: Arc::new(properties),
+        })
+    }
+
+    fn key(&self) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
+        let schema = self.input.schema();
+        Ok(vec![col("badge", &schema)?, col("local_day", &schema)?])
+    }
+}
+
+impl DisplayAs for StandVisitsExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "StandVisitsExec: cap_s={}", self.rules.cap_s)
+    }
+}
+
+impl ExecutionPlan for StandVisitsExec {
+    fn name(&self) -> &str {
+        "StandVisitsExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        match self.key() {
+            Ok(key) => vec![Distribution::KeyPartitioned(key)],
+            Err(_) => vec![Distribution::SinglePartition],
+        }
+    }
+
+    /// Declared so that the optimizer keeps the sort below (an operator
+    /// without an ordering requirement lets it drop the sort).
+    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
+        vec![
+            sequence(&self.input.schema())
+                .ok()
+                .map(|o| OrderingRequirements::new(LexRequirement::from(o))),
+        ]
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![false]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if children.len() != 1 {
+            return Err(DataFusionError::Internal(
+                "StandVisitsExec has one input".into(),
+            ));
+        }
+        Ok(Arc::new(Self::try_new(
+            children.remove(0),
+            self.rules.clone(),
+            self.projection.clone(),
+        )?))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, context.clone())?;
+        Ok(Box::pin(cooperative(VisitStream {
+            input,
+            walk: Walk::new(self.rules.clone()),
+            projection: self.projection.clone(),
+            schema: self.schema.clone(),
+            batch_size: context.session_config().batch_size().max(1),
+            done: false,
+        })))
+    }
+}
+
+struct VisitStream {
+    input: SendableRecordBatchStream,
+    walk: Walk,
+    projection: Option<Vec<usize>>,
+    schema: SchemaRef,
+    batch_size: usize,
+    done: bool,
+}
+
+impl VisitStream {
+    fn emit(&mut self) -> Result<RecordBatch> {
+        let batch = self.walk.finish()?;
+        match &self.projection {
+            Some(p) => Ok(batch.project(p)?),
+            None => Ok(batch),
+        }
+    }
+}
+
+impl Stream for VisitStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match futures::ready!(self.input.poll_next_unpin(cx)) {
+                Some(Ok(batch)) => {
+                    if let Err(e) = self.walk.push(&batch) {
+                        self.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    if self.walk.len() >= self.batch_size {
+                        return Poll::Ready(Some(self.emit()));
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    self.done = true;
+                    self.walk.close_open(None);
+                    if self.walk.len() > 0 {
+                        return Poll::Ready(Some(self.emit()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RecordBatchStream for VisitStream {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// The visit a badge is in: opened by an `in` at `stand`, continued by the
+/// `in`s there right after it.
+struct Open {
+    stand: String,
+    pole: Option<String>,
+    entered_at: i64,
+}
+
+#[derive(Clone, Copy)]
+enum Closed {
+    Out,
+    NextScan,
+    Closing,
+}
+
+impl Closed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::NextScan => "next_scan",
+            Self::Closing => "closing",
+        }
+    }
+}
+
+/// The state of one partition's walk and the visits found but not emitted.
+struct Walk {
+    rules: Arc<Rules>,
+    /// The (badge, local_day) of the sequence being walked.
+    sequence: Option<(String, i32)>,
+    open: Option<Open>,
+    badge: StringBuilder,
+    stand_id: StringBuilder,
+    pole_id: StringBuilder,
+    local_day: Date32Builder,
+    entered_at: TimestampMillisecondBuilder,
+    left_at: TimestampMillisecondBuilder,
+    dwell_s: Int64Builder,
+    closed_by: StringBuilder,
+}
+
+impl Walk {
+    fn new(rules: Arc<Rules>) -> Self {
+        Self {
+            rules,
+            sequence: None,
+            open: None,
+            badge: StringBuilder::new(),
+            stand_id: StringBuilder::new(),
+            pole_id: StringBuilder::new(),
+            local_day: Date32Builder::new(),
+            entered_at: TimestampMillisecondBuilder::new(),
+            left_at: TimestampMillisecondBuilder::new(),
+            dwell_s: Int64Builder::new(),
+            closed_by: StringBuilder::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.badge.len()
+    }
+
+    /// Walks the next rows of the sorted input.
+    fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let text = |i: usize| -> Result<StringArray> {
+            Ok(cast(batch.column(i), &DataType::Utf8)?
+                .as_string::<i32>()
+                .clone())
+        };
+        let badges = text(BADGE)?;
+        let kinds = text(ZONE_KIND)?;
+        let stands = text(STAND_ID)?;
+        let poles = text(POLE_ID)?;
+        let directions = text(DIRECTION)?;
+        let days = batch.column(LOCAL_DAY).as_primitive::<Date32Type>();
+        let ts = batch.column(TS).as_primitive::<TimestampMillisecondType>();
+        for i in 0..batch.num_rows() {
+            let (badge, day) = (badges.value(i), days.value(i));
+            let same = matches!(&self.sequence, Some((b, d)) if b == badge && *d == day);
+            if !same {
+                self.close_open(None);
+                self.sequence = Some((badge.to_owned(), day));
+            }
+            let ts = ts.value(i);
+            let stand = stands.is_valid(i).then(|| stands.value(i));
+            let at_stand = kinds.value(i) == "stand";
+            let direction = directions.value(i);
+            let in_stand = if at_stand && direction == "in" {
+                stand
+            } else {
+                None
+            };
+            if let Some(open) = &self.open {
+                if in_stand == Some(open.stand.as_str()) {
+                    continue;
+                }
+                let rule = if at_stand && stand == Some(open.stand.as_str()) && direction == "out" {
+                    Closed::Out
+                } else {
+                    Closed::NextScan
+                };
+                self.close_open(Some((ts, rule)));
+            }
+            if let Some(stand) = in_stand {
+                self.open = Some(Open {
+                    stand: stand.to_owned(),
+                    pole: poles.is_valid(i).then(|| poles.value(i).to_owned()),
+                    entered_at: ts,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the open visit, if any: at the next scan `(ts, rule)`, or
+    /// (`None`) at the end of the sequence, by the day's closing time.
+    fn close_open(&mut self, next: Option<(i64, Closed)>) {
+        let (Some(open), Some((badge, day))) = (self.open.take(), &self.sequence) else {
+            return;
+        };
+        let day = *day;
+        let (until, rule) = next.unwrap_or_else(|| {
+            let until = match self.rules.closes_at.get(&day) {
+                Some(&closes) if closes >= open.entered_at => closes,
+                _ => open.entered_at,
+            };
+            (until, Closed::Closing)
+        });
+        let span_ms = until - open.entered_at;
+        let (left_at, dwell_s, closed_by) = if span_ms > self.rules.cap_ms {
+            (open.entered_at + self.rules.cap_ms, self.rules.cap_s, "cap")
+        } else {
+            (until, span_ms / 1000, rule.as_str())
+        };
+        self.badge.append_value(badge);
+        self.stand_id.append_value(&open.stand);
+        self.pole_id.append_option(open.pole.as_deref());
+        self.local_day.append_value(day);
+        self.entered_at.append_value(open.entered_at);
+        self.left_at.append_value(left_at);
+        self.dwell_s.append_value(dwell_s);
+        self.closed_by.append_value(closed_by);
+    }
+
+    /// The visits found since the last call, as a batch of the view's schema.
+    fn finish(&mut self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.badge.finish()),
+            Arc::new(self.stand_id.finish()),
+            Arc::new(self.pole_id.finish()),
+            Arc::new(self.local_day.finish()),
+            Arc::new(self.entered_at.finish().with_timezone("UTC")),
+            Arc::new(self.left_at.finish().with_timezone("UTC")),
+            Arc::new(self.dwell_s.finish()),
+            Arc::new(self.closed_by.finish()),
+        ];
+        Ok(RecordBatch::try_new(SCHEMA.clone(), columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, TimestampMillisecondArray};
+    use arrow::util::pretty::pretty_format_batches;
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionConfig;
+
+    /// The view's rules as SQL: the specification the operator must match.
+    const SPEC: &str = include_str!("views/stand_visits.sql");
+
+    /// 2026-02-16, as days since the epoch.
+    const DAY: i32 = 20_500;
+    const DAY_MS: i64 = 86_400_000;
+
+    /// xorshift64: reproducible scans without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn utc() -> DataType {
+        DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+    }
+
+    /// `rows` scans of 12 badges over three days, in random order (late
+    /// events) and in small batches: ties in `ts`, `out`s without a visit,
+    /// stand scans without a stand, scans after closing (day 1 closes 30 min
+    /// into the scans, day 2 has no opening hours).
+    fn scans(seed: u64, rows: usize) -> Result<MemTable> {
+        let mut rng = Rng(seed);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("event_id", DataType::Utf8, false),
+            Field::new("ts", utc(), false),
+            Field::new("local_day", DataType::Date32, false),
+            Field::new("badge", DataType::Utf8, false),
+            Field::new("zone_kind", DataType::Utf8, false),
+            Field::new("pole_id", DataType::Utf8, true),
+            Field::new("stand_id", DataType::Utf8, true),
+            Field::new("direction", DataType::Utf8, false),
+        ]));
+        let mut partitions = vec![Vec::new(), Vec::new(), Vec::new()];
+        let mut first = 0;
+        while first < rows {
+            let n = (1 + rng.below(40) as usize).min(rows - first);
+            let (mut ids, mut ts, mut days, mut badges) = (vec![], vec![], vec![], vec![]);
+            let (mut kinds, mut poles, mut stands, mut dirs) = (vec![], vec![], vec![], vec![]);
+            for i in first..first + n {
+                let day = DAY + rng.below(3) as i32;
+                ids.push(format!("e{:05}-{i}", rng.below(100_000)));
+                let second = if rng.below(3) == 0 {
+                    0
+                } else {
+                    rng.below(60_000)
+                };
+                ts.push(i64::from(day) * DAY_MS + rng.below(240) as i64 * 60_000 + second as i64);
+                days.push(day);
+                badges.push(format!("b{}", rng.below(12)));
+                let (kind, stand) = match rng.below(10) {
+                    0..=6 if rng.below(20) == 0 => ("stand", None),
+                    0..=6 => ("stand", Some(format!("s{}", rng.below(3)))),
+                    7 => ("pole", None),
+                    8 => ("gate", None),
+                    _ => ("room", None),
+                };
+                let pole = match (&stand, kind) {
+                    (Some(s), _) if rng.below(10) > 0 => Some(format!("p-{s}")),
+                    (_, "pole") => Some("p-1".to_owned()),
+                    _ => None,
+                };
+                kinds.push(kind);
+                poles.push(pole);
+                stands.push(stand);
+                dirs.push(if rng.below(10) < 7 { "in" } else { "out" });
+            }
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(ids)),
+                    Arc::new(TimestampMillisecondArray::from(ts).with_timezone("UTC")),
+                    Arc::new(Date32Array::from(days)),
+                    Arc::new(StringArray::from(badges)),
+                    Arc::new(StringArray::from(kinds)),
+                    Arc::new(StringArray::from(poles)),
+                    Arc::new(StringArray::from(stands)),
+                    Arc::new(StringArray::from(dirs)),
+                ],
+            )?;
+            partitions[rng.below(3) as usize].push(batch);
+            first += n;
+        }
+        MemTable::try_new(schema, partitions)
+    }
+
+    /// Opening hours for the first two days only; day 1 closes early.
+    fn opening_hours() -> Result<MemTable> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("local_day", DataType::Date32, false),
+            Field::new("opens_at", utc(), false),
+            Field::new("closes_at", utc(), false),
+        ]));
+        let base = [i64::from(DAY) * DAY_MS, i64::from(DAY + 1) * DAY_MS];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Date32Array::from(vec![DAY, DAY + 1])),
+                Arc::new(TimestampMillisecondArray::from(base.to_vec()).with_timezone("UTC")),
+                Arc::new(
+                    TimestampMillisecondArray::from(vec![
+                        base[0] + 3 * 3_600_000,
+                        base[1] + 1_800_000,
+                    ])
+                    .with_timezone("UTC"),
+                ),
+            ],
+        )?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+
+    async fn rows(ctx: &SessionContext, sql: &str) -> Result<String> {
+        let batches = ctx.sql(sql).await?.collect().await?;
+        Ok(pretty_format_batches(&batches)?.to_string())
+    }
+
+    #[tokio::test]
+    async fn the_operator_gives_the_rows_of_the_sql_specification() -> Result<()> {
+        for (seed, n, cap_s) in [(1, 1500, 600), (2, 3000, 7200), (3, 200, 60), (4, 0, 600)] {
+            // Tiny batches and three partitions: sequences and visits cross
+            // batch boundaries.
+            let config = SessionConfig::new()
+                .with_target_partitions(3)
+                .with_batch_size(16);
+            let ctx = SessionContext::new_with_config(config);
+            ctx.register_table("scans", Arc::new(scans(0x9e37_79b9_7f4a_7c15 ^ seed, n)?))?;
+            ctx.register_table("opening_hours", Arc::new(opening_hours()?))?;
+            register(&ctx, cap_s).await?;
+            let spec = SPEC
+                .replace(
+                    "CREATE VIEW stand_visits AS",
+                    "CREATE VIEW stand_visits_sql AS",
+                )
+                .replace("{dwell_cap_s}", &cap_s.to_string());
+            ctx.sql(&spec).await?;
+
+            let operator = ctx.table("stand_visits").await?.schema().as_arrow().clone();
+            let sql = ctx
+                .table("stand_visits_sql")
+                .await?
+                .schema()
+                .as_arrow()
+                .clone();
+            assert_eq!(operator.fields(), sql.fields(), "schema");
+
+            for query in [
+                "SELECT * FROM {v} ORDER BY badge, local_day, entered_at, stand_id, pole_id, left_at, dwell_s, closed_by",
+                "SELECT closed_by, count(*) AS n, sum(dwell_s) AS s FROM {v} GROUP BY closed_by ORDER BY closed_by",
+                "SELECT dwell_s, badge FROM {v} WHERE stand_id = 's1' ORDER BY badge, dwell_s",
+                "SELECT count(*) AS n FROM {v}",
+            ] {
+                let got = rows(&ctx, &query.replace("{v}", "stand_visits")).await?;
+                let want = rows(&ctx, &query.replace("{v}", "stand_visits_sql")).await?;
+                assert_eq!(got, want, "seed {seed}, cap {cap_s}: {query}");
+            }
+            if seed == 1 {
+                let rules = rows(
+                    &ctx,
+                    "SELECT DISTINCT closed_by FROM stand_visits ORDER BY 1",
+                )
+                .await?;
+                for rule in ["cap", "closing", "next_scan", "out"] {
+                    assert!(rules.contains(rule), "seed {seed} has no {rule}: {rules}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
