@@ -65,6 +65,9 @@ fn seed() -> u64 {
 /// means the same batch again after a short wait, to the next target.
 struct Scanners {
     stop: Arc<AtomicBool>,
+    /// Held while the disk check reads the topic back: kcat reads to the
+    /// end, which it never reaches while the scanners write at full speed.
+    paused: Arc<AtomicBool>,
     acked_batches: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<Sent>>,
 }
@@ -80,12 +83,17 @@ struct Sent {
 impl Scanners {
     fn start(targets: Vec<String>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let acked_batches = Arc::new(AtomicUsize::new(0));
         let targets = Arc::new(targets);
         let threads = (0..SENDERS)
             .map(|t| {
-                let (stop, acked_batches, targets) =
-                    (stop.clone(), acked_batches.clone(), targets.clone());
+                let (stop, paused, acked_batches, targets) = (
+                    stop.clone(),
+                    paused.clone(),
+                    acked_batches.clone(),
+                    targets.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut sent = Sent::default();
                     let mut target = t;
@@ -93,6 +101,9 @@ impl Scanners {
                         let body = scans(&format!("s{t}-{b}"), BATCH);
                         sent.sent = b + 1;
                         loop {
+                            while paused.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
                             if stop.load(Ordering::SeqCst) {
                                 break 'batches;
                             }
@@ -122,9 +133,16 @@ impl Scanners {
             .collect();
         Self {
             stop,
+            paused,
             acked_batches,
             threads,
         }
+    }
+
+    /// Holds the scanners back (a batch in flight still ends) or lets them
+    /// go on.
+    fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
     fn acked_batches(&self) -> usize {
@@ -471,7 +489,9 @@ fn kill_9_of_ingest_workers_and_query_instances_on_kafka_loses_and_doubles_no_ac
         let victim = &mut processes[rng.random_range(0..4)];
         victim.server.take().unwrap().kill9();
         kills += 1;
+        scanners.pause(true);
         check_disk(&data, log);
+        scanners.pause(false);
         victim.server = Some(start(victim.command, victim.port));
     }
     scanners.wait_for_progress();
