@@ -66,6 +66,7 @@ pub struct ServeOptions {
     pub pseudonym_key: Option<PathBuf>,
     pub ingest: IngestConfig,
     pub query: QueryConfig,
+    pub embedded: EmbeddedConfig,
     /// Tokens and roles; without them every route is open, so the server
     /// listens on loopback only.
     pub auth: Option<Arc<crate::auth::Auth>>,
@@ -84,6 +85,7 @@ impl ServeOptions {
             pseudonym_key: None,
             ingest: IngestConfig::default(),
             query: QueryConfig::default(),
+            embedded: EmbeddedConfig::default(),
             auth: None,
         }
     }
@@ -164,7 +166,7 @@ pub async fn start(
         }
         LogChoice::Embedded => Arc::new(EmbeddedLog::open(
             &options.data_dir.join("log"),
-            EmbeddedConfig::default(),
+            options.embedded.clone(),
         )?),
         LogChoice::Kafka(config) => Arc::new(KafkaLog::connect(config.clone()).await?),
     };

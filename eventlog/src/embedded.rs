@@ -49,13 +49,20 @@ mod writer;
 use writer::Writer;
 
 /// How the embedded log behaves; defaults suit one fair on one machine.
-#[derive(Clone, Debug)]
+/// The `[embedded]` section of the settings file.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmbeddedConfig {
     /// Batches that may wait for the writer before appends are refused.
     /// 256 batches of 500 events is about a second of a busy fair's writes.
     pub queue_batches: usize,
     /// How long an append waits for room in the queue before giving up.
     pub queue_wait_ms: u64,
+    /// redb's page cache in MiB. It holds the pages written as well as
+    /// those read, so with redb's own default (1 GiB) the process grew with
+    /// the log until a week's file sat in memory twice (the operating
+    /// system caches the file too).
+    pub cache_mib: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -63,6 +70,7 @@ impl Default for EmbeddedConfig {
         Self {
             queue_batches: 256,
             queue_wait_ms: 1_000,
+            cache_mib: 64,
         }
     }
 }
@@ -146,8 +154,10 @@ fn unavailable(e: impl std::fmt::Display) -> LogError {
 
 /// Opens (or creates) the database at `path` and reads each topic's end.
 /// Fails, saying why, when the file cannot be opened or written.
-fn open_db(path: &Path) -> Result<(Database, [i64; 3]), String> {
-    Database::create(path)
+fn open_db(path: &Path, cache_bytes: usize) -> Result<(Database, [i64; 3]), String> {
+    Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(path)
         .map_err(redb::Error::from)
         .and_then(|db| {
             let ends = prepare(&db)?;
@@ -183,13 +193,14 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("events.redb");
-        let (db, ends) = open_db(&path).map_err(LogError::Unavailable)?;
+        let (db, ends) = open_db(&path, config.cache_mib << 20).map_err(LogError::Unavailable)?;
         let shared = Arc::new(Shared::default());
         shared.lock().db = Some(Arc::new(db));
         let (ends_tx, ends_rx) = watch::channel(ends);
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
         let writer = Writer {
             path,
+            cache_bytes: config.cache_mib << 20,
             shared: shared.clone(),
             rx,
             ends,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use footfall_eventlog::embedded::EmbeddedConfig;
 use footfall_eventlog::kafka::KafkaConfig;
 use footfall_ingest::IngestConfig;
 use footfall_query::QueryConfig;
@@ -29,8 +30,8 @@ pub struct ServeArgs {
     /// instead of the embedded log.
     #[arg(long, env = "FOOTFALL_KAFKA")]
     pub kafka: Option<String>,
-    /// Settings file (TOML) with `[ingest]`, `[query]` and `[kafka]`
-    /// sections; every key is optional (see README).
+    /// Settings file (TOML) with `[ingest]`, `[query]`, `[embedded]` and
+    /// `[kafka]` sections; every key is optional (see README).
     #[arg(long, env = "FOOTFALL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Consumer group the query instances share.
@@ -54,6 +55,8 @@ struct Settings {
     ingest: IngestConfig,
     #[serde(default)]
     query: QueryConfig,
+    #[serde(default)]
+    embedded: EmbeddedConfig,
     /// Kafka settings; `bootstrap_servers` may come from `--kafka` instead.
     kafka: Option<toml::Table>,
 }
@@ -107,6 +110,7 @@ pub async fn run(args: ServeArgs, role: Role) -> Result<(), AppError> {
         pseudonym_key: args.pseudonym_key,
         ingest: settings.ingest,
         query: settings.query,
+        embedded: settings.embedded,
         auth,
         ..ServeOptions::new(args.data_dir.clone(), args.listen, venue.clone())
     };
@@ -156,5 +160,14 @@ mod tests {
         assert!(toml::from_str::<Settings>("[qeury]\n").is_err());
         let no_brokers: Settings = toml::from_str("[kafka]\ntopic_suffix = \".x\"\n").unwrap();
         assert!(no_brokers.log(None).is_err());
+    }
+
+    #[test]
+    fn the_embedded_section_sets_the_log_and_refuses_typos() {
+        assert_eq!(Settings::default().embedded.cache_mib, 64);
+        let set: Settings = toml::from_str("[embedded]\ncache_mib = 256\n").unwrap();
+        assert_eq!(set.embedded.cache_mib, 256);
+        assert_eq!(set.embedded.queue_batches, 256, "other keys keep their defaults");
+        assert!(toml::from_str::<Settings>("[embedded]\ncache_mb = 256\n").is_err());
     }
 }

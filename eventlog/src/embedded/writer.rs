@@ -28,6 +28,7 @@ const PROBE_BYTES: usize = 1 << 20;
 /// The one thread that writes: group commit, and recovery from a failed one.
 pub(super) struct Writer {
     pub(super) path: PathBuf,
+    pub(super) cache_bytes: usize,
     pub(super) shared: Arc<Shared>,
     pub(super) rx: mpsc::Receiver<WriteRequest>,
     /// Each topic's next offset, as of the last commit that succeeded.
@@ -140,7 +141,7 @@ impl Writer {
 
     /// Opens the file again after a failure and shares the new database.
     fn reopen(&mut self) -> Result<Arc<Database>, String> {
-        let (db, ends) = open_db(&self.path)?;
+        let (db, ends) = open_db(&self.path, self.cache_bytes)?;
         // A commit that reported an error may still have reached the disk
         // (the error came after its header was written): the file, not
         // memory, says where each topic ends, so no offset is written twice.
