@@ -39,6 +39,34 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Disk the test's queries may spill to together.
+const SPILL_BYTES: u64 = 256 << 20;
+const SORTED: i64 = 2_500_000;
+/// Sorts [`SORTED`] numbers as padded strings (about 110 MB of sort keys)
+/// under a 128 MiB pool, and sums the values at every millionth place. The
+/// padding sorts like the number alone: '-' is below every digit.
+fn spilling_sort() -> String {
+    format!(
+        "SELECT sum(CASE WHEN rn % 1000000 = 0 THEN value ELSE 0 END) AS s, max(padded) AS top FROM (\
+         SELECT value, padded, row_number() OVER (ORDER BY padded) AS rn FROM (\
+         SELECT value, CAST(value AS VARCHAR) || '{PADDING}' AS padded FROM generate_series(1, {SORTED})))"
+    )
+}
+const PADDING: &str = "-padding-so-the-sort-spills";
+
+/// [`spilling_sort`]'s answer, computed here.
+fn spilling_sort_answer() -> (i64, String) {
+    let mut all: Vec<String> = (1..=SORTED).map(|v| format!("{v}{PADDING}")).collect();
+    all.sort();
+    let s = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (i + 1) % 1_000_000 == 0)
+        .map(|(_, v)| v[..v.find('-').unwrap()].parse::<i64>().unwrap())
+        .sum();
+    (s, all.pop().unwrap())
+}
+
 fn sql_error(base: &str, query: &str) -> (u16, serde_json::Value) {
     let (status, body) = post(&format!("{base}/v1/sql"), query);
     (
@@ -54,8 +82,9 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
     std::fs::write(
         &cfg,
         format!(
-            "[query]\nsql_memory_limit_bytes = {}\nsql_timeout_ms = {TIMEOUT_MS}\nsql_threads = 2\n",
-            64 << 20
+            "[query]\nsql_memory_limit_bytes = {}\nsql_spill_bytes = {}\nsql_timeout_ms = {TIMEOUT_MS}\nsql_threads = 2\n",
+            128 << 20,
+            SPILL_BYTES
         ),
     )
     .unwrap();
@@ -163,7 +192,7 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
             "SELECT value % 1000000000 AS k, count(*) AS n FROM generate_series(1, 2000000000) GROUP BY k",
         ),
         (
-            "sort without spilling",
+            "sort past memory and the spill cap",
             "SELECT value FROM generate_series(1, 2000000000) ORDER BY random()",
         ),
     ];
@@ -188,7 +217,26 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
         outcomes.push(format!("{name}: {code} after {:.1} s", took.as_secs_f64()));
     }
 
-    // 3. A request that goes away: the server's CPU before and after.
+    // 3. A sort larger than the memory pool spills and answers right.
+    let explained = sql(&base, &format!("EXPLAIN ANALYZE {}", spilling_sort()));
+    let plan = explained.iter().map(|r| r.to_string()).collect::<String>();
+    let spills: u64 = plan
+        .split("spill_count=")
+        .skip(1)
+        .map(|rest| rest.split(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(spills > 0, "the sort spilled: {plan}");
+    let answer = &sql(&base, &spilling_sort())[0];
+    let answer = (
+        answer["s"].as_i64().unwrap(),
+        answer["top"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(answer, spilling_sort_answer());
+    outcomes.push(format!(
+        "sort past the memory pool: {spills} spills, answered right"
+    ));
+
+    // 4. A request that goes away: the server's CPU before and after.
     let cancelled = {
         let base = base.clone();
         std::thread::spawn(move || {

@@ -19,8 +19,16 @@ pub struct QueryConfig {
     pub flush_interval_ms: u64,
     /// Records read from the log per poll.
     pub poll_records: usize,
-    /// Memory all running SQL queries may use together before one fails.
+    /// Memory all running SQL queries may use together before one spills
+    /// to disk (sorts, grouping) or fails.
     pub sql_memory_limit_bytes: usize,
+    /// Disk all running SQL queries may spill to together, under
+    /// `DATA_DIR/spill`, before one fails with `memory_limit`; 0 turns
+    /// spilling off. It shares the disk with the event log and the tables,
+    /// so it is capped: 8 GiB lets the largest fairs' week (15 million
+    /// scans) be sorted by badge, and leaves the log its room on any disk
+    /// that holds such a week.
+    pub sql_spill_bytes: u64,
     /// Longest a SQL query may run.
     pub sql_timeout_ms: u64,
     /// Threads for SQL execution, apart from ingest's.
@@ -57,6 +65,7 @@ impl Default for QueryConfig {
             flush_interval_ms: 60_000,
             poll_records: 16_384,
             sql_memory_limit_bytes: 2 << 30,
+            sql_spill_bytes: 8 << 30,
             sql_timeout_ms: 30_000,
             sql_threads: 2,
             live_interval_ms: 250,

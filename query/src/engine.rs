@@ -8,6 +8,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -15,6 +16,8 @@ use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::execution_plan::SchedulingType;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
+use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +62,52 @@ pub struct SqlEngine {
     _stop: tokio::sync::oneshot::Sender<()>,
     timeout: Duration,
     metrics: QueryMetrics,
+    /// Kept for its lock; the spill files live in it.
+    _spill: Option<SpillDir>,
+}
+
+/// This process's spill directory under `DATA_DIR/spill`, held by a lock
+/// on a file inside it: query instances on Kafka share a data dir, so at
+/// start each removes only the directories whose lock nobody holds (left
+/// by a killed process). Removed when dropped.
+struct SpillDir {
+    dir: tempfile::TempDir,
+    _lock: std::fs::File,
+}
+
+impl SpillDir {
+    fn create(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        for entry in std::fs::read_dir(root)? {
+            let path = entry?.path();
+            let stale =
+                std::fs::File::open(path.join("lock")).map_or(true, |f| f.try_lock().is_ok());
+            if stale {
+                std::fs::remove_dir_all(&path).or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })?;
+            }
+        }
+        let dir = tempfile::Builder::new().prefix("sql-").tempdir_in(root)?;
+        let lock = std::fs::File::create(dir.path().join("lock"))?;
+        lock.lock()?;
+        Ok(Self { dir, _lock: lock })
+    }
+}
+
+/// Where and how much queries may spill: `spill` capped at `max_bytes`, or
+/// nowhere when it is `None` (spilling off), so a query that outgrows
+/// memory fails instead.
+fn disk_manager(spill: Option<&SpillDir>, max_bytes: u64) -> DiskManagerBuilder {
+    match spill {
+        None => DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        Some(spill) => DiskManagerBuilder::default()
+            .with_mode(DiskManagerMode::Directories(vec![
+                spill.dir.path().to_path_buf(),
+            ]))
+            .with_max_temp_directory_size(max_bytes),
+    }
 }
 
 impl SqlEngine {
@@ -66,17 +115,26 @@ impl SqlEngine {
     /// view does not plan (a bug) or the SQL threads cannot start.
     pub async fn new(
         venue: &Venue,
+        spill_dir: &Path,
         snapshot: Arc<SharedSnapshot>,
         config: &QueryConfig,
         metrics: QueryMetrics,
     ) -> Result<Self, QueryError> {
+        let spill = match config.sql_spill_bytes {
+            0 => None,
+            _ => Some(SpillDir::create(spill_dir).map_err(|e| {
+                QueryError::Internal(format!("cannot prepare {}: {e}", spill_dir.display()))
+            })?),
+        };
         let runtime_env = RuntimeEnvBuilder::new()
-            .with_memory_limit(config.sql_memory_limit_bytes, 1.0)
-            // No spilling: a query that outgrows memory fails instead of
-            // filling the disk the event log needs.
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
+            // Fair to operators that can spill: with the greedy pool, one
+            // partition's sort held the memory the other's needed to merge
+            // before spilling, and failed with `memory_limit` (sql_abuse).
+            .with_memory_pool(Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(config.sql_memory_limit_bytes),
+                NonZeroUsize::new(5).unwrap(),
+            )))
+            .with_disk_manager_builder(disk_manager(spill.as_ref(), config.sql_spill_bytes))
             .build_arc()
             .map_err(internal)?;
         let session = SessionConfig::new()
@@ -135,6 +193,7 @@ impl SqlEngine {
             _stop: stop,
             timeout: Duration::from_millis(config.sql_timeout_ms),
             metrics,
+            _spill: spill,
         })
     }
 

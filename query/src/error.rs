@@ -39,12 +39,32 @@ pub enum QueryError {
     Internal(String),
 }
 
+/// Whether Arrow failed writing a spill file because the spill cap was
+/// met. DataFusion 55's spill writer refuses the write with an
+/// `io::Error::other` holding only its message (a sort's spill reaches us
+/// this way; a grouping's as `ResourcesExhausted`), so the message is all
+/// there is to know it by; `tests/sql_abuse.rs` fails if it changes.
+fn spill_cap_met(e: &arrow::error::ArrowError) -> bool {
+    let arrow::error::ArrowError::IoError(_, io) = e else {
+        return false;
+    };
+    io.get_ref().is_some_and(|inner| {
+        inner
+            .to_string()
+            .starts_with("The used disk space during the spilling process has exceeded")
+    })
+}
+
 impl QueryError {
     /// Sorts a DataFusion error by whose fault it is.
     pub fn from_datafusion(e: DataFusionError) -> Self {
         let root = e.find_root();
         match root {
             DataFusionError::ResourcesExhausted(m) => Self::MemoryLimit(m.clone()),
+            // The spill cap, met while Arrow's IPC writer writes a spill file.
+            DataFusionError::ArrowError(arrow, _) if spill_cap_met(arrow) => {
+                Self::MemoryLimit(root.to_string())
+            }
             DataFusionError::Plan(m)
                 if m.starts_with("DDL not supported")
                     || m.starts_with("DML not supported")

@@ -63,6 +63,7 @@ impl Query {
         let snapshot = Arc::new(SharedSnapshot::default());
         let engine = SqlEngine::new(
             &options.venue,
+            &options.data_dir.join("spill"),
             snapshot.clone(),
             &options.config,
             options.metrics.clone(),
