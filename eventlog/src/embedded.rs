@@ -60,8 +60,8 @@ pub struct EmbeddedConfig {
     pub queue_wait_ms: u64,
     /// redb's page cache in MiB. It holds the pages written as well as
     /// those read, so with redb's own default (1 GiB) the process grew with
-    /// the log until a week's file sat in memory twice (the operating
-    /// system caches the file too).
+    /// the log by up to that much, on top of the operating system's cache
+    /// of the same file.
     pub cache_mib: usize,
 }
 

@@ -41,9 +41,9 @@ pub enum QueryError {
 
 /// Whether Arrow failed writing a spill file because the spill cap was
 /// met. DataFusion 55's spill writer refuses the write with an
-/// `io::Error::other` holding only its message (a sort's spill reaches us
-/// this way; a grouping's as `ResourcesExhausted`), so the message is all
-/// there is to know it by; `tests/sql_abuse.rs` fails if it changes.
+/// `io::Error::other` holding only its message (sorts and groupings both
+/// met it in `tests/sql_abuse.rs`), so the message is all there is to know
+/// it by; that test fails if it changes.
 fn spill_cap_met(e: &arrow::error::ArrowError) -> bool {
     let arrow::error::ArrowError::IoError(_, io) = e else {
         return false;

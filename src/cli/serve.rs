@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(Settings::default().embedded.cache_mib, 64);
         let set: Settings = toml::from_str("[embedded]\ncache_mib = 256\n").unwrap();
         assert_eq!(set.embedded.cache_mib, 256);
-        assert_eq!(set.embedded.queue_batches, 256, "other keys keep their defaults");
+        assert_eq!(
+            set.embedded.queue_batches, 256,
+            "other keys keep their defaults"
+        );
         assert!(toml::from_str::<Settings>("[embedded]\ncache_mb = 256\n").is_err());
     }
 }
