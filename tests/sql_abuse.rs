@@ -82,7 +82,7 @@ fn sql_abuse_is_refused_or_stopped_while_ingest_keeps_answering() {
     std::fs::write(
         &cfg,
         format!(
-            "[query]\nsql_memory_limit_bytes = {}\nsql_spill_bytes = {}\nsql_timeout_ms = {TIMEOUT_MS}\nsql_threads = 2\n",
+            "[query]\nsql_memory_limit_bytes = {}\nsql_spill_bytes = {}\nsql_memory_pool = \"fair\"\nsql_timeout_ms = {TIMEOUT_MS}\nsql_threads = 2\n",
             128 << 20,
             SPILL_BYTES
         ),

@@ -29,6 +29,15 @@ pub struct QueryConfig {
     /// scans) be sorted by badge, and leaves the log its room on any disk
     /// that holds such a week.
     pub sql_spill_bytes: u64,
+    /// How the pool shares memory between operators. `greedy` (the
+    /// default) serves whoever asks first: a grouping may take what it
+    /// needs (`footfall_hourly`'s distinct counts ask for ~100 MB at once
+    /// at a million events). `fair` gives each operator that can spill an
+    /// equal share: the sorts of the badge-ordered views (`stand_visits`,
+    /// `pole_flows`) then spill and answer at 15 million scans, where under
+    /// `greedy` one partition's sort holds what the other's merge needs
+    /// and the query fails; but a grouping bigger than its share fails.
+    pub sql_memory_pool: MemoryPoolKind,
     /// Longest a SQL query may run.
     pub sql_timeout_ms: u64,
     /// Threads for SQL execution, apart from ingest's.
@@ -56,6 +65,15 @@ pub struct QueryConfig {
     pub rejected_retention_s: u64,
 }
 
+/// See [`QueryConfig::sql_memory_pool`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryPoolKind {
+    #[default]
+    Greedy,
+    Fair,
+}
+
 impl Default for QueryConfig {
     fn default() -> Self {
         Self {
@@ -66,6 +84,7 @@ impl Default for QueryConfig {
             poll_records: 16_384,
             sql_memory_limit_bytes: 2 << 30,
             sql_spill_bytes: 8 << 30,
+            sql_memory_pool: MemoryPoolKind::Greedy,
             sql_timeout_ms: 30_000,
             sql_threads: 2,
             live_interval_ms: 250,

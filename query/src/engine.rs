@@ -8,7 +8,9 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use footfall_schemas::Venue;
 
 use crate::catalog::{dimensions, event_table::EventTable, views};
-use crate::config::QueryConfig;
+use crate::config::{MemoryPoolKind, QueryConfig};
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
 use crate::snapshot::SharedSnapshot;
@@ -126,14 +128,18 @@ impl SqlEngine {
                 QueryError::Internal(format!("cannot prepare {}: {e}", spill_dir.display()))
             })?),
         };
+        let limit = config.sql_memory_limit_bytes;
+        let top = NonZeroUsize::new(5).unwrap();
+        let pool: Arc<dyn MemoryPool> = match config.sql_memory_pool {
+            MemoryPoolKind::Greedy => {
+                Arc::new(TrackConsumersPool::new(GreedyMemoryPool::new(limit), top))
+            }
+            MemoryPoolKind::Fair => {
+                Arc::new(TrackConsumersPool::new(FairSpillPool::new(limit), top))
+            }
+        };
         let runtime_env = RuntimeEnvBuilder::new()
-            // Fair to operators that can spill: with the greedy pool, one
-            // partition's sort held the memory the other's needed to merge
-            // before spilling, and failed with `memory_limit` (sql_abuse).
-            .with_memory_pool(Arc::new(TrackConsumersPool::new(
-                FairSpillPool::new(config.sql_memory_limit_bytes),
-                NonZeroUsize::new(5).unwrap(),
-            )))
+            .with_memory_pool(pool)
             .with_disk_manager_builder(disk_manager(spill.as_ref(), config.sql_spill_bytes))
             .build_arc()
             .map_err(internal)?;
