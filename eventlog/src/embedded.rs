@@ -193,14 +193,15 @@ impl EmbeddedLog {
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("events.redb");
-        let (db, ends) = open_db(&path, config.cache_mib << 20).map_err(LogError::Unavailable)?;
+        let cache_bytes = config.cache_mib << 20;
+        let (db, ends) = open_db(&path, cache_bytes).map_err(LogError::Unavailable)?;
         let shared = Arc::new(Shared::default());
         shared.lock().db = Some(Arc::new(db));
         let (ends_tx, ends_rx) = watch::channel(ends);
         let (tx, rx) = mpsc::channel(config.queue_batches.max(1));
         let writer = Writer {
             path,
-            cache_bytes: config.cache_mib << 20,
+            cache_bytes,
             shared: shared.clone(),
             rx,
             ends,
