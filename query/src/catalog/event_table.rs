@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, memory::MemorySourceConfig};
@@ -122,9 +123,18 @@ fn parquet_scan(
             file.bytes,
         ));
     }
+    // Committed files never change under their name, so their footers and
+    // page indexes are read once per process, not once per query.
+    let url = ObjectStoreUrl::local_filesystem();
+    let runtime = state.runtime_env();
+    let reader = CachedParquetFileReaderFactory::new(
+        runtime.object_store(&url)?,
+        runtime.cache_manager.get_file_metadata_cache(),
+    );
     let source = ParquetSource::new(schema)
-        .with_table_parquet_options(state.table_options().parquet.clone());
-    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+        .with_table_parquet_options(state.table_options().parquet.clone())
+        .with_parquet_file_reader_factory(Arc::new(reader));
+    let config = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_file_groups(
             groups
                 .into_iter()

@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod forget;
+mod idset;
 mod peers;
 mod retention;
 mod rows;

@@ -15,6 +15,7 @@ use footfall_schemas::events::Price;
 use footfall_schemas::record::{RejectedRecord, ScanRecord, TicketRecord, format_ts};
 
 use super::checkpoint::{self, FileEntry, Manifest};
+use super::idset::IdSet;
 use super::rows::{Local, RejectedRows, ScanRows, TicketRows, date_of_day, parse_ts};
 use crate::table_kind::TableKind;
 
@@ -36,7 +37,7 @@ pub struct StreamState {
     /// Next offset to read; everything before it is in rows or files.
     pub next_offset: i64,
     /// xxh3-128 of every event id materialised (files and memory).
-    seen: HashSet<u128>,
+    seen: IdSet,
     scans: ScanRows,
     tickets: TicketRows,
     rejected: RejectedRows,
@@ -61,16 +62,17 @@ impl StreamState {
             tracing::info!(%stream, removed, "removed files of a flush that never committed");
         }
         let forgotten = super::forget::forgotten(data_dir)?;
-        let mut seen = HashSet::new();
+        let mut ids = Vec::new();
         for file in manifest
             .files
             .iter()
             .filter(|f| f.table != TableKind::Rejected)
         {
             checkpoint::for_each_event_id(&data_dir.join(&file.path), |id| {
-                seen.insert(xxh3_128(id.as_bytes()));
+                ids.push(xxh3_128(id.as_bytes()));
             })?;
         }
+        let seen = IdSet::from_ids(ids);
         Ok(Self {
             stream,
             next_offset: manifest.next_offset,
