@@ -3,5 +3,7 @@
 
 pub mod dimensions;
 pub mod event_table;
+mod pole_moves;
+mod sequence;
 pub mod stand_visits;
 pub mod views;

@@ -1,45 +1,22 @@
-//! `stand_visits` as an operator: the view's rules (docs/sql.md) applied in
-//! one pass over each badge's sorted sequence.
-//!
-//! As SQL the view needed two window operators and a GROUP BY with ordered
-//! aggregates, each paying per (badge, day) partition: on the reference
-//! week they cost four times the sort. Here the scans are hash-partitioned by
-//! (badge, local_day), sorted by DataFusion's `SortExec` (within the memory
-//! limit) and walked once per partition, keeping only the open visit.
+//! `stand_visits` as a walk (`super::sequence`): the view's rules
+//! (docs/sql.md) applied in one pass over each badge's sorted day, keeping
+//! only the open visit. As SQL (`views/stand_visits.sql`, the specification
+//! the test holds it to) the view needed two window operators and a GROUP
+//! BY with ordered aggregates: four times the sort on the reference week.
 
 use arrow::array::{
-    Array, ArrayBuilder, ArrayRef, AsArray, Date32Builder, Int64Builder, RecordBatch, StringArray,
+    Array, ArrayBuilder, ArrayRef, AsArray, Date32Builder, Int64Builder, RecordBatch,
     StringBuilder, TimestampMillisecondBuilder,
 };
-use arrow::compute::cast;
 use arrow::datatypes::{
     DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
 };
-use async_trait::async_trait;
-use datafusion::catalog::Session;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::expressions::col;
-use datafusion::physical_expr::{
-    Distribution, EquivalenceProperties, LexOrdering, LexRequirement, OrderingRequirements,
-    Partitioning, PhysicalExpr, PhysicalSortExpr,
-};
-use datafusion::physical_plan::coop::cooperative;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
-use datafusion::physical_plan::repartition::RepartitionExec;
-use datafusion::physical_plan::sorts::sort::SortExec;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties,
-};
+use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
-use futures::{Stream, StreamExt};
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
+
+use super::sequence::{SequenceTable, Walk, Walker, text};
 
 /// The columns of `scans` the walk reads, in the order it reads them.
 const INPUT: [&str; 8] = [
@@ -59,9 +36,6 @@ const ZONE_KIND: usize = 4;
 const STAND_ID: usize = 5;
 const POLE_ID: usize = 6;
 const DIRECTION: usize = 7;
-
-/// A badge's sequence: (badge, local_day), then `ts`, then `event_id`.
-const SEQUENCE: [&str; 4] = ["badge", "local_day", "ts", "event_id"];
 
 /// The view's columns, as the SQL definition typed them.
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -98,8 +72,7 @@ pub async fn register(ctx: &SessionContext, dwell_cap_s: u64) -> Result<()> {
             }
         }
     }
-    let table = StandVisits {
-        scans,
+    let walker = StandVisits {
         rules: Arc::new(Rules {
             closes_at,
             cap_ms: i64::try_from(dwell_cap_s)
@@ -108,6 +81,7 @@ pub async fn register(ctx: &SessionContext, dwell_cap_s: u64) -> Result<()> {
             cap_s: i64::try_from(dwell_cap_s).unwrap_or(i64::MAX),
         }),
     };
+    let table = SequenceTable::new(scans, Arc::new(walker));
     ctx.register_table("stand_visits", Arc::new(table))?;
     Ok(())
 }
@@ -123,238 +97,24 @@ struct Rules {
 
 #[derive(Debug)]
 struct StandVisits {
-    scans: Arc<dyn TableProvider>,
     rules: Arc<Rules>,
 }
 
-#[async_trait]
-impl TableProvider for StandVisits {
+impl Walker for StandVisits {
+    fn describe(&self) -> String {
+        format!("StandVisitsExec: cap_s={}", self.rules.cap_s)
+    }
+
+    fn input(&self) -> &'static [&'static str] {
+        &INPUT
+    }
+
     fn schema(&self) -> SchemaRef {
         SCHEMA.clone()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let scans_schema = self.scans.schema();
-        let columns = INPUT
-            .iter()
-            .map(|name| scans_schema.index_of(name))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let input = self.scans.scan(state, Some(&columns), &[], None).await?;
-        let schema = input.schema();
-        let partitions = state.config().target_partitions().max(1);
-        let key = vec![col("badge", &schema)?, col("local_day", &schema)?];
-        let hashed = Arc::new(RepartitionExec::try_new(
-            input,
-            Partitioning::Hash(key, partitions),
-        )?);
-        let sorted =
-            Arc::new(SortExec::new(sequence(&schema)?, hashed).with_preserve_partitioning(true));
-        Ok(Arc::new(StandVisitsExec::try_new(
-            sorted,
-            self.rules.clone(),
-            projection.cloned(),
-        )?))
-    }
-}
-
-fn sequence(schema: &Schema) -> Result<LexOrdering> {
-    let exprs = SEQUENCE
-        .iter()
-        .map(|name| Ok(PhysicalSortExpr::new_default(col(name, schema)?)))
-        .collect::<Result<Vec<_>>>()?;
-    LexOrdering::new(exprs)
-        .ok_or_else(|| DataFusionError::Internal("empty stand_visits ordering".into()))
-}
-
-/// Walks each partition of its input, sorted by (badge, local_day, ts,
-/// event_id) and partitioned by (badge, local_day), and emits the visits.
-#[derive(Debug)]
-struct StandVisitsExec {
-    input: Arc<dyn ExecutionPlan>,
-    rules: Arc<Rules>,
-    projection: Option<Vec<usize>>,
-    schema: SchemaRef,
-    properties: Arc<PlanProperties>,
-}
-
-impl StandVisitsExec {
-    fn try_new(
-        input: Arc<dyn ExecutionPlan>,
-        rules: Arc<Rules>,
-        projection: Option<Vec<usize>>,
-    ) -> Result<Self> {
-        let schema = match &projection {
-            Some(p) => Arc::new(SCHEMA.project(p)?),
-            None => SCHEMA.clone(),
-        };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        )
-        .with_scheduling_type(SchedulingType::Cooperative);
-        Ok(Self {
-            input,
-            rules,
-            projection,
-            schema,
-            properties: Arc::new(properties),
-        })
-    }
-
-    fn key(&self) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
-        let schema = self.input.schema();
-        Ok(vec![col("badge", &schema)?, col("local_day", &schema)?])
-    }
-}
-
-impl DisplayAs for StandVisitsExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "StandVisitsExec: cap_s={}", self.rules.cap_s)
-    }
-}
-
-impl ExecutionPlan for StandVisitsExec {
-    fn name(&self) -> &str {
-        "StandVisitsExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn required_input_distribution(&self) -> Vec<Distribution> {
-        match self.key() {
-            Ok(key) => vec![Distribution::KeyPartitioned(key)],
-            Err(_) => vec![Distribution::SinglePartition],
-        }
-    }
-
-    /// Declared so that the optimizer keeps the sort below (an operator
-    /// without an ordering requirement lets it drop the sort).
-    fn required_input_ordering(&self) -> Vec<Option<OrderingRequirements>> {
-        vec![
-            sequence(&self.input.schema())
-                .ok()
-                .map(|o| OrderingRequirements::new(LexRequirement::from(o))),
-        ]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "StandVisitsExec has one input".into(),
-            ));
-        }
-        Ok(Arc::new(Self::try_new(
-            children.remove(0),
-            self.rules.clone(),
-            self.projection.clone(),
-        )?))
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context.clone())?;
-        Ok(Box::pin(cooperative(VisitStream {
-            input,
-            walk: Walk::new(self.rules.clone()),
-            projection: self.projection.clone(),
-            schema: self.schema.clone(),
-            batch_size: context.session_config().batch_size().max(1),
-            done: false,
-        })))
-    }
-}
-
-struct VisitStream {
-    input: SendableRecordBatchStream,
-    walk: Walk,
-    projection: Option<Vec<usize>>,
-    schema: SchemaRef,
-    batch_size: usize,
-    done: bool,
-}
-
-impl VisitStream {
-    fn emit(&mut self) -> Result<RecordBatch> {
-        let batch = self.walk.finish()?;
-        match &self.projection {
-            Some(p) => Ok(batch.project(p)?),
-            None => Ok(batch),
-        }
-    }
-}
-
-impl Stream for VisitStream {
-    type Item = Result<RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            if self.done {
-                return Poll::Ready(None);
-            }
-            match futures::ready!(self.input.poll_next_unpin(cx)) {
-                Some(Ok(batch)) => {
-                    if let Err(e) = self.walk.push(&batch) {
-                        self.done = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    if self.walk.len() >= self.batch_size {
-                        return Poll::Ready(Some(self.emit()));
-                    }
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => {
-                    self.done = true;
-                    self.walk.close_open(None);
-                    if self.walk.len() > 0 {
-                        return Poll::Ready(Some(self.emit()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl RecordBatchStream for VisitStream {
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+    fn walk(&self) -> Box<dyn Walk> {
+        Box::new(VisitWalk::new(self.rules.clone()))
     }
 }
 
@@ -384,7 +144,7 @@ impl Closed {
 }
 
 /// The state of one partition's walk and the visits found but not emitted.
-struct Walk {
+struct VisitWalk {
     rules: Arc<Rules>,
     /// The (badge, local_day) of the sequence being walked.
     sequence: Option<(String, i32)>,
@@ -399,7 +159,7 @@ struct Walk {
     closed_by: StringBuilder,
 }
 
-impl Walk {
+impl VisitWalk {
     fn new(rules: Arc<Rules>) -> Self {
         Self {
             rules,
@@ -416,22 +176,45 @@ impl Walk {
         }
     }
 
-    fn len(&self) -> usize {
-        self.badge.len()
+    /// Closes the open visit, if any: at the next scan `(ts, rule)`, or
+    /// (`None`) at the end of the sequence, by the day's closing time.
+    fn close_open(&mut self, next: Option<(i64, Closed)>) {
+        let (Some(open), Some((badge, day))) = (self.open.take(), &self.sequence) else {
+            return;
+        };
+        let day = *day;
+        let (until, rule) = next.unwrap_or_else(|| {
+            let until = match self.rules.closes_at.get(&day) {
+                Some(&closes) if closes >= open.entered_at => closes,
+                _ => open.entered_at,
+            };
+            (until, Closed::Closing)
+        });
+        let span_ms = until - open.entered_at;
+        let (left_at, dwell_s, closed_by) = if span_ms > self.rules.cap_ms {
+            (open.entered_at + self.rules.cap_ms, self.rules.cap_s, "cap")
+        } else {
+            (until, span_ms / 1000, rule.as_str())
+        };
+        self.badge.append_value(badge);
+        self.stand_id.append_value(&open.stand);
+        self.pole_id.append_option(open.pole.as_deref());
+        self.local_day.append_value(day);
+        self.entered_at.append_value(open.entered_at);
+        self.left_at.append_value(left_at);
+        self.dwell_s.append_value(dwell_s);
+        self.closed_by.append_value(closed_by);
     }
+}
 
+impl Walk for VisitWalk {
     /// Walks the next rows of the sorted input.
     fn push(&mut self, batch: &RecordBatch) -> Result<()> {
-        let text = |i: usize| -> Result<StringArray> {
-            Ok(cast(batch.column(i), &DataType::Utf8)?
-                .as_string::<i32>()
-                .clone())
-        };
-        let badges = text(BADGE)?;
-        let kinds = text(ZONE_KIND)?;
-        let stands = text(STAND_ID)?;
-        let poles = text(POLE_ID)?;
-        let directions = text(DIRECTION)?;
+        let badges = text(batch, BADGE)?;
+        let kinds = text(batch, ZONE_KIND)?;
+        let stands = text(batch, STAND_ID)?;
+        let poles = text(batch, POLE_ID)?;
+        let directions = text(batch, DIRECTION)?;
         let days = batch.column(LOCAL_DAY).as_primitive::<Date32Type>();
         let ts = batch.column(TS).as_primitive::<TimestampMillisecondType>();
         for i in 0..batch.num_rows() {
@@ -472,34 +255,12 @@ impl Walk {
         Ok(())
     }
 
-    /// Closes the open visit, if any: at the next scan `(ts, rule)`, or
-    /// (`None`) at the end of the sequence, by the day's closing time.
-    fn close_open(&mut self, next: Option<(i64, Closed)>) {
-        let (Some(open), Some((badge, day))) = (self.open.take(), &self.sequence) else {
-            return;
-        };
-        let day = *day;
-        let (until, rule) = next.unwrap_or_else(|| {
-            let until = match self.rules.closes_at.get(&day) {
-                Some(&closes) if closes >= open.entered_at => closes,
-                _ => open.entered_at,
-            };
-            (until, Closed::Closing)
-        });
-        let span_ms = until - open.entered_at;
-        let (left_at, dwell_s, closed_by) = if span_ms > self.rules.cap_ms {
-            (open.entered_at + self.rules.cap_ms, self.rules.cap_s, "cap")
-        } else {
-            (until, span_ms / 1000, rule.as_str())
-        };
-        self.badge.append_value(badge);
-        self.stand_id.append_value(&open.stand);
-        self.pole_id.append_option(open.pole.as_deref());
-        self.local_day.append_value(day);
-        self.entered_at.append_value(open.entered_at);
-        self.left_at.append_value(left_at);
-        self.dwell_s.append_value(dwell_s);
-        self.closed_by.append_value(closed_by);
+    fn end(&mut self) {
+        self.close_open(None);
+    }
+
+    fn len(&self) -> usize {
+        self.badge.len()
     }
 
     /// The visits found since the last call, as a batch of the view's schema.
@@ -519,9 +280,9 @@ impl Walk {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use arrow::array::{Date32Array, TimestampMillisecondArray};
+    use arrow::array::{Date32Array, StringArray, TimestampMillisecondArray};
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
     use datafusion::prelude::SessionConfig;
@@ -553,7 +314,7 @@ mod tests {
     /// events) and in small batches: ties in `ts`, `out`s without a visit,
     /// stand scans without a stand, scans after closing (day 1 closes 30 min
     /// into the scans, day 2 has no opening hours).
-    fn scans(seed: u64, rows: usize) -> Result<MemTable> {
+    pub(in crate::catalog) fn scans(seed: u64, rows: usize) -> Result<MemTable> {
         let mut rng = Rng(seed);
         let schema = Arc::new(Schema::new(vec![
             Field::new("event_id", DataType::Utf8, false),
@@ -643,7 +404,7 @@ mod tests {
         MemTable::try_new(schema, vec![vec![batch]])
     }
 
-    async fn rows(ctx: &SessionContext, sql: &str) -> Result<String> {
+    pub(in crate::catalog) async fn rows(ctx: &SessionContext, sql: &str) -> Result<String> {
         let batches = ctx.sql(sql).await?.collect().await?;
         Ok(pretty_format_batches(&batches)?.to_string())
     }

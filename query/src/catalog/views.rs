@@ -1,13 +1,14 @@
 //! The analytic views over the event and dimension tables. Each is
 //! documented in `docs/sql.md`; dashboards and reports use these, so they all
-//! agree. All but `footfall_hourly` and `stand_visits` live in
-//! `views/<name>.sql`, one file per view, so that they read (and diff) as
-//! SQL; `stand_visits` is an operator (`super::stand_visits`).
+//! agree. All but `footfall_hourly`, `stand_visits` and `pole_moves` live
+//! in `views/<name>.sql`, one file per view, so that they read (and diff) as
+//! SQL; `stand_visits` and `pole_moves` are walks over each badge's day
+//! (`super::sequence`), specified by their SQL files.
 
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
-use super::stand_visits;
+use super::{pole_moves, stand_visits};
 use crate::config::QueryConfig;
 
 /// `footfall_hourly(local_day, local_hour, level, zone_id, entries, visitors)`
@@ -46,6 +47,8 @@ enum View {
     /// `stand_visits`, walked by its operator (SQL paid per badge-day
     /// partition, several times the sort).
     StandVisits,
+    /// `pole_moves`, walked likewise.
+    PoleMoves,
 }
 
 /// Every view, in creation order (a view may use the ones before it).
@@ -56,6 +59,7 @@ const VIEWS: &[(&str, View)] = &[
         "session_attendance",
         View::Sql(include_str!("views/session_attendance.sql")),
     ),
+    ("pole_moves", View::PoleMoves),
     (
         "pole_flows",
         View::Sql(include_str!("views/pole_flows.sql")),
@@ -84,6 +88,7 @@ pub async fn register(ctx: &SessionContext, config: &QueryConfig) -> Result<()> 
         let made = match view {
             View::Sql(sql) => ctx.sql(sql).await.map(|_| ()),
             View::StandVisits => stand_visits::register(ctx, config.stand_visit_dwell_cap_s).await,
+            View::PoleMoves => pole_moves::register(ctx).await,
         };
         made.map_err(|e| e.context(format!("view {name}")))?;
     }
