@@ -15,14 +15,11 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{SequenceTable, Walk, Walker, text};
+use super::sequence::{BADGE, LOCAL_DAY, OWN, SequenceTable, TS, Walk, Walker, text};
 
-/// The columns of `scans` the walk reads, in the order it reads them.
-const INPUT: [&str; 5] = ["badge", "local_day", "ts", "event_id", "pole_id"];
-const BADGE: usize = 0;
-const LOCAL_DAY: usize = 1;
-const TS: usize = 2;
-const POLE_ID: usize = 4;
+/// The column of `scans` the walk reads besides the sequence's.
+const COLUMNS: [&str; 1] = ["pole_id"];
+const POLE_ID: usize = OWN;
 
 /// The relation's columns, as the SQL definition typed them.
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -52,8 +49,8 @@ impl Walker for PoleMoves {
         "PoleMovesExec".into()
     }
 
-    fn input(&self) -> &'static [&'static str] {
-        &INPUT
+    fn columns(&self) -> &'static [&'static str] {
+        &COLUMNS
     }
 
     fn schema(&self) -> SchemaRef {

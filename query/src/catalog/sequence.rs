@@ -34,8 +34,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A badge's sequence: (badge, local_day), then `ts`, then `event_id`.
+/// A badge's sequence: (badge, local_day), then `ts`, then `event_id`. A
+/// walk's input starts with these columns, then has [`Walker::columns`].
 const SEQUENCE: [&str; 4] = ["badge", "local_day", "ts", "event_id"];
+pub(super) const BADGE: usize = 0;
+pub(super) const LOCAL_DAY: usize = 1;
+pub(super) const TS: usize = 2;
+/// Where a walk's own columns start in its input.
+pub(super) const OWN: usize = SEQUENCE.len();
 
 /// Column `i` of a walk's input as plain strings (a scan may give them
 /// dictionary-encoded or as views).
@@ -47,7 +53,8 @@ pub(super) fn text(batch: &RecordBatch, i: usize) -> Result<StringArray> {
 
 /// One partition's walk over its sorted scans.
 pub(super) trait Walk: Send {
-    /// Walks the next rows, whose columns are [`Walker::input`]'s.
+    /// Walks the next rows: the sequence's columns, then
+    /// [`Walker::columns`].
     fn push(&mut self, batch: &RecordBatch) -> Result<()>;
     /// The input has ended: closes what is open.
     fn end(&mut self);
@@ -61,9 +68,8 @@ pub(super) trait Walk: Send {
 pub(super) trait Walker: std::fmt::Debug + Send + Sync {
     /// How plans show it.
     fn describe(&self) -> String;
-    /// The columns of `scans` the walk reads, in the order it reads them;
-    /// they include the sequence's.
-    fn input(&self) -> &'static [&'static str];
+    /// The columns of `scans` the walk reads besides the sequence's.
+    fn columns(&self) -> &'static [&'static str];
     fn schema(&self) -> SchemaRef;
     fn walk(&self) -> Box<dyn Walk>;
 }
@@ -99,10 +105,9 @@ impl TableProvider for SequenceTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let scans_schema = self.scans.schema();
-        let columns = self
-            .walker
-            .input()
+        let columns = SEQUENCE
             .iter()
+            .chain(self.walker.columns())
             .map(|name| scans_schema.index_of(name))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let input = self.scans.scan(state, Some(&columns), &[], None).await?;

@@ -16,26 +16,14 @@ use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{SequenceTable, Walk, Walker, text};
+use super::sequence::{BADGE, LOCAL_DAY, OWN, SequenceTable, TS, Walk, Walker, text};
 
-/// The columns of `scans` the walk reads, in the order it reads them.
-const INPUT: [&str; 8] = [
-    "badge",
-    "local_day",
-    "ts",
-    "event_id",
-    "zone_kind",
-    "stand_id",
-    "pole_id",
-    "direction",
-];
-const BADGE: usize = 0;
-const LOCAL_DAY: usize = 1;
-const TS: usize = 2;
-const ZONE_KIND: usize = 4;
-const STAND_ID: usize = 5;
-const POLE_ID: usize = 6;
-const DIRECTION: usize = 7;
+/// The columns of `scans` the walk reads besides the sequence's.
+const COLUMNS: [&str; 4] = ["zone_kind", "stand_id", "pole_id", "direction"];
+const ZONE_KIND: usize = OWN;
+const STAND_ID: usize = OWN + 1;
+const POLE_ID: usize = OWN + 2;
+const DIRECTION: usize = OWN + 3;
 
 /// The view's columns, as the SQL definition typed them.
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -105,8 +93,8 @@ impl Walker for StandVisits {
         format!("StandVisitsExec: cap_s={}", self.rules.cap_s)
     }
 
-    fn input(&self) -> &'static [&'static str] {
-        &INPUT
+    fn columns(&self) -> &'static [&'static str] {
+        &COLUMNS
     }
 
     fn schema(&self) -> SchemaRef {
