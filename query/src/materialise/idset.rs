@@ -1,5 +1,5 @@
 //! A stream's dedup set: the xxh3-128 of every event id it has materialised,
-//! exactly (no false positives, unlike a Bloom filter), in about 18 bytes per
+//! exactly (no false positives, unlike a Bloom filter), in about 20 bytes per
 //! id where a hash set of `u128` takes 26 to 34.
 //!
 //! Most ids live in one sorted array with a bucket index over their top
