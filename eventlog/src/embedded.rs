@@ -269,6 +269,7 @@ impl EventLog for EmbeddedLog {
             positions,
             announced: false,
             behind: false,
+            ahead: None,
         }))
     }
 
@@ -324,12 +325,35 @@ struct EmbeddedSubscription {
     /// so at once instead of waiting, so the reader knows the replay is
     /// complete without a pause; in steady state empty polls still wait.
     behind: bool,
+    /// While catching up, the next read, started when the last one
+    /// returned, so that reading the log overlaps the reader's work on what
+    /// it was given (a replay's two halves on two cores).
+    ahead: Option<ReadAhead>,
+}
+
+/// A read started before it was asked for.
+struct ReadAhead {
+    from: [i64; 3],
+    max: usize,
+    read: tokio::task::JoinHandle<Result<Vec<Delivered>, redb::Error>>,
 }
 
 impl EmbeddedSubscription {
     fn pending(&self) -> bool {
         let ends = *self.ends.borrow();
         (0..3).any(|i| self.positions[i] < ends[i])
+    }
+
+    /// Starts reading up to `max` records from the current positions.
+    fn start_read(&self, max: usize) -> Result<ReadAhead, LogError> {
+        let ends = *self.ends.borrow();
+        let db = self.shared.db()?;
+        let from = self.positions;
+        Ok(ReadAhead {
+            from,
+            max,
+            read: tokio::task::spawn_blocking(move || read_from(&db, from, ends, max)),
+        })
     }
 }
 
@@ -356,17 +380,24 @@ impl Subscription for EmbeddedSubscription {
             self.ends.mark_unchanged();
             let _ = tokio::time::timeout(wait, self.ends.changed()).await;
         }
-        let ends = *self.ends.borrow();
-        let db = self.shared.db()?;
-        let from = self.positions;
-        let records = tokio::task::spawn_blocking(move || read_from(&db, from, ends, max))
+        let read = match self.ahead.take() {
+            Some(ahead) if ahead.from == self.positions && ahead.max == max => ahead,
+            _ => self.start_read(max)?,
+        };
+        let records = read
+            .read
             .await
             .map_err(|e| unavailable(format!("reader task failed: {e}")))?
             .map_err(unavailable)?;
         for r in &records {
             self.positions[r.stream.topic.index()] = r.offset + 1;
         }
-        self.behind |= records.len() >= max.max(1);
+        let full = records.len() >= max.max(1);
+        self.behind |= full;
+        if full && self.pending() {
+            // Should the log be unavailable now, the next poll says so.
+            self.ahead = self.start_read(max).ok();
+        }
         Ok(Polled::Records(records))
     }
 
@@ -518,6 +549,44 @@ mod tests {
         let again = drain(&mut sub).await;
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].offset, 1);
+    }
+
+    /// A replay reads ahead while its reader works: every record comes once,
+    /// in order, across full polls, appends made between polls, and a reader
+    /// that changes its batch size mid-replay.
+    #[tokio::test]
+    async fn a_replay_reading_ahead_delivers_each_record_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path(), EmbeddedConfig::default()).unwrap();
+        let batch = |from: usize, n: usize| {
+            (from..from + n)
+                .map(|i| rec(Topic::Scans, Some(&format!("e{i}")), &i.to_string()))
+                .collect::<Vec<_>>()
+        };
+        log.append(batch(0, 2500)).await.unwrap();
+        let mut sub = log.subscribe("g", Arc::new(|_| 0)).await.unwrap();
+        let mut values = Vec::new();
+        let mut polls = 0;
+        loop {
+            // Smaller batches after the third poll: a read started ahead
+            // with the old size is not what the reader asked for.
+            let max = if polls < 3 { 300 } else { 170 };
+            match sub.poll(max, Duration::from_millis(50)).await.unwrap() {
+                Polled::Records(r) if r.is_empty() => break,
+                Polled::Records(r) => {
+                    assert!(r.len() <= max);
+                    values.extend(r.into_iter().map(|d| d.value));
+                    polls += 1;
+                    if polls == 2 {
+                        // Appended after a read-ahead started: read later.
+                        log.append(batch(2500, 400)).await.unwrap();
+                    }
+                }
+                Polled::Assigned(_) | Polled::Revoked(_) => {}
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..2900).map(|i| i.to_string().into_bytes()).collect();
+        assert_eq!(values, expected);
     }
 
     /// A real full disk: a small tmpfs, filled. The refused batch is kept
