@@ -37,6 +37,10 @@ use crate::table_kind::TableKind;
 /// clock moves (closing time, sessions, silent scanners) even when the log
 /// does not.
 const IDLE_REFRESH: Duration = Duration::from_secs(5);
+/// How often the state is refreshed while the materialiser replays the log
+/// after a start, before it first catches up: each refresh would show a
+/// moment long past, and takes a core from the replay.
+const REPLAY_REFRESH: Duration = Duration::from_secs(5);
 /// How often the log's end offsets are asked for, for the lag.
 const LAG_REFRESH: Duration = Duration::from_secs(1);
 
@@ -124,26 +128,36 @@ impl Follower {
         let interval = Duration::from_millis(self.options.config.live_interval_ms.max(10));
         let mut seen_generation = u64::MAX;
         let mut last_refresh: Option<Instant> = None;
+        let mut progress = self.options.progress.clone();
+        let mut replaying = true;
         loop {
             let generation = self.options.snapshot.generation();
             if generation != seen_generation {
                 seen_generation = generation;
                 self.observe_freshness(&self.options.snapshot.get());
             }
-            let due = last_refresh.is_none_or(|t| t.elapsed() >= interval);
-            if due {
+            replaying &= !progress.borrow().caught_up;
+            let every = if replaying {
+                interval.max(REPLAY_REFRESH)
+            } else {
+                interval
+            };
+            if last_refresh.is_none_or(|t| t.elapsed() >= every) {
                 self.refresh().await;
                 last_refresh = Some(Instant::now());
             }
             // Wake on the next publish (at once if one came meanwhile), but
-            // refresh no more often than the interval.
-            let wait = last_refresh.map_or(interval, |t| interval.saturating_sub(t.elapsed()));
+            // refresh no more often than `every`, or when the replay ends.
+            let wait = last_refresh.map_or(every, |t| every.saturating_sub(t.elapsed()));
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = self.options.snapshot.changed() => {
                     tokio::select! {
                         _ = &mut stopped => return,
                         _ = tokio::time::sleep(wait) => {}
+                        _ = progress.wait_for(|p| p.caught_up), if replaying => {
+                            last_refresh = None;
+                        }
                     }
                 }
                 _ = tokio::time::sleep(IDLE_REFRESH.max(interval)) => {}
