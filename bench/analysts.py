@@ -53,7 +53,8 @@ QUESTIONS = {
     "footfall per pole per hour": (
         "SELECT local_day, local_hour, zone_id AS pole_id, entries, visitors "
         "FROM footfall_hourly WHERE level = 'pole'",
-        "SELECT local_day, local_hour, pole_id, count(DISTINCT event_id) AS entries, "
+        # `scans` holds each event once (docs/sql.md), so entries count rows.
+        "SELECT local_day, local_hour, pole_id, count(*) AS entries, "
         "count(DISTINCT badge) AS visitors FROM {scans} "
         "WHERE direction = 'in' AND pole_id IS NOT NULL GROUP BY local_day, local_hour, pole_id",
         "SELECT local_day, local_hour, zone_id AS pole_id, entries, visitors "
