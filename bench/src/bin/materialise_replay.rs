@@ -285,6 +285,7 @@ async fn serve(venue: &Arc<Venue>, work: &Path) -> anyhow::Result<serde_json::Va
         &work.join("log"),
         EmbeddedConfig::default(),
     )?);
+    let opened = started.elapsed().as_secs_f64();
     let query = Query::start(QueryOptions {
         venue: venue.clone(),
         log,
@@ -307,6 +308,7 @@ async fn serve(venue: &Arc<Venue>, work: &Path) -> anyhow::Result<serde_json::Va
         "rows": rows,
         "rows_queryable_when_caught_up": queryable,
         "start_seconds": start,
+        "log_open_seconds": opened,
         "replay_seconds": ready,
         "replay_rows_per_s": rate(rows as usize, ready),
         "rows_per_s_incl_start": rate(rows as usize, start + ready),
