@@ -23,6 +23,8 @@ pub struct QueryMetrics {
     pub log_errors: IntCounter,
     /// Time to flush to Parquet and checkpoint.
     pub flush_duration: Histogram,
+    /// Small files of the owned streams in table-days due for compaction.
+    pub compaction_due: IntGauge,
     /// SQL queries, by `outcome` (ok or an error code).
     pub sql_queries: IntCounterVec,
     /// SQL query time.
@@ -117,6 +119,11 @@ impl QueryMetrics {
         registry.register(Box::new(bad_records.clone()))?;
         registry.register(Box::new(log_errors.clone()))?;
         registry.register(Box::new(flush_duration.clone()))?;
+        let compaction_due = IntGauge::new(
+            "footfall_materialiser_compaction_due_files",
+            "Small Parquet files of the owned streams waiting to be merged.",
+        )?;
+        registry.register(Box::new(compaction_due.clone()))?;
         registry.register(Box::new(sql_queries.clone()))?;
         registry.register(Box::new(sql_duration.clone()))?;
         let lag_events = IntGaugeVec::new(
@@ -171,6 +178,7 @@ impl QueryMetrics {
             bad_records,
             log_errors,
             flush_duration,
+            compaction_due,
             sql_queries,
             sql_duration,
             lag_events,

@@ -118,9 +118,13 @@ pub fn write_parquet(
     let dir = stream_dir(data_dir, table, stream).join(local_day);
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(name);
+    // Pages of at most 8k rows (the writer's default is 20k): a flush of a
+    // live fair holds a few thousand rows a stream and day, and a page is
+    // what a question's filter can skip (`stream::layout` groups the rows).
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(128 * 1024))
+        .set_data_page_row_count_limit(8 * 1024)
         .build();
     let file = File::create(&path)?;
     let mut writer =

@@ -178,7 +178,8 @@ pub(super) fn rewrite_files(
     Ok(done)
 }
 
-fn read(path: &Path) -> io::Result<Vec<RecordBatch>> {
+/// Every row of a Parquet file.
+pub(super) fn read(path: &Path) -> io::Result<Vec<RecordBatch>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)
         .and_then(|b| b.build())
         .map_err(io::Error::other)?;

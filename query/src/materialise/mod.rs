@@ -7,6 +7,7 @@
 //! is either in a committed file (and skipped when replayed) or read again.
 
 mod checkpoint;
+mod compact;
 mod forget;
 mod idset;
 mod peers;
@@ -112,6 +113,7 @@ impl Materialiser {
         let mut last_retention = Instant::now();
         // Files replaced to empty expired raw text, deleted at the next pass.
         let mut expired_files = Vec::new();
+        let mut compaction = Compaction::default();
 
         loop {
             if *shutdown.borrow() {
@@ -217,6 +219,9 @@ impl Materialiser {
                 last_retention = Instant::now();
                 changed |= self.expire_raw(&mut streams, &mut expired_files).await;
             }
+            if retry.is_none() && reached_end == Some(true) {
+                changed |= self.compact(&mut streams, &mut compaction);
+            }
             changed |= peers.refresh(&self.data_dir, &|s| streams.contains_key(&s));
             if changed {
                 self.publish(&streams, &peers);
@@ -319,6 +324,52 @@ impl Materialiser {
         changed
     }
 
+    /// Merges one table-day's small files in the first owned stream that
+    /// has some due ([`compact::compact`]), after deleting the files merges
+    /// replaced long enough ago that no query, here or on a peer, can still
+    /// be reading them (a query ends within `sql_timeout_ms`). A failure is
+    /// logged and compaction rests for a while; the stream stays as it was.
+    /// Answers whether a manifest changed.
+    fn compact(
+        &self,
+        streams: &mut BTreeMap<Stream, StreamState>,
+        compaction: &mut Compaction,
+    ) -> bool {
+        let grace = Duration::from_millis(self.config.sql_timeout_ms) + PEER_REFRESH * 2;
+        let (old, young): (Vec<_>, Vec<_>) = std::mem::take(&mut compaction.replaced)
+            .into_iter()
+            .partition(|(at, _)| at.elapsed() >= grace);
+        compaction.replaced = young;
+        remove_replaced(&mut old.into_iter().map(|(_, path)| path).collect());
+        if compaction.resting_until.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let mut changed = false;
+        for (stream, state) in streams.iter_mut() {
+            if changed || compact::due(&state.manifest) == 0 {
+                continue;
+            }
+            match compact::compact(&self.data_dir, *stream, &mut state.manifest) {
+                Ok(Some(done)) => {
+                    tracing::debug!(%stream, table = done.table.name(), day = done.local_day, files = done.replaced.len(), rows = done.rows, "merged small files");
+                    let now = Instant::now();
+                    compaction
+                        .replaced
+                        .extend(done.replaced.into_iter().map(|path| (now, path)));
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(%stream, error = %e, "cannot merge small files; trying again in a minute");
+                    compaction.resting_until = Some(Instant::now() + COMPACTION_REST);
+                }
+            }
+        }
+        let due = streams.values().map(|s| compact::due(&s.manifest)).sum::<usize>();
+        self.metrics.compaction_due.set(due as i64);
+        changed
+    }
+
     /// Records a failed flush for readiness and the log; returns when to
     /// try again and the wait after that.
     fn flush_failed(&self, error: &std::io::Error, wait: Duration) -> (Instant, Duration) {
@@ -379,6 +430,19 @@ impl Materialiser {
         self.snapshot.set(snapshot);
     }
 }
+
+/// Compaction's state across passes of the materialiser's loop.
+#[derive(Default)]
+struct Compaction {
+    /// Files merges replaced, and when. Those left at shutdown go to the
+    /// orphan sweep when their stream next opens.
+    replaced: Vec<(Instant, PathBuf)>,
+    /// Set after a failed merge.
+    resting_until: Option<Instant>,
+}
+
+/// How long compaction rests after a failed merge.
+const COMPACTION_REST: Duration = Duration::from_secs(60);
 
 /// Deletes files no manifest names any more; one that cannot be deleted now
 /// is left to the orphan sweep when its stream next opens.

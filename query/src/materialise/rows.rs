@@ -318,6 +318,33 @@ impl RejectedRows {
     }
 }
 
+/// A batch of scans from (event id, time, zone kind, direction), with
+/// one badge and zone, for tests.
+#[cfg(test)]
+pub fn test_scans(rows: &[(&str, &str, &str, &str)]) -> RecordBatch {
+    let tz = chrono_tz::Africa::Casablanca;
+    let mut builder = ScanRows::new();
+    for (i, &(event_id, ts, zone_kind, direction)) in rows.iter().enumerate() {
+        let record = ScanRecord {
+            v: 1,
+            event_id,
+            ts,
+            received_at: ts,
+            badge: "ab",
+            scanner_id: "s",
+            zone_kind,
+            zone_id: "z",
+            pole_id: None,
+            stand_id: None,
+            room_id: None,
+            direction,
+        };
+        let ts = parse_ts(ts).expect("a test time is RFC 3339");
+        builder.push(&record, ts, ts, Local::of(ts, tz), (0, i as i64));
+    }
+    builder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

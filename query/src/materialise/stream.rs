@@ -10,7 +10,7 @@ use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_128;
 
 use footfall_eventlog::{Delivered, Stream, Topic};
-use footfall_schemas::RejectCode;
+use footfall_schemas::{RejectCode, ZoneKind};
 use footfall_schemas::events::Price;
 use footfall_schemas::record::{RejectedRecord, ScanRecord, TicketRecord, format_ts};
 
@@ -220,7 +220,7 @@ impl StreamState {
             if batches.is_empty() {
                 continue;
             }
-            for (day, day_batches) in split_by_day(batches)? {
+            for (day, day_batches) in layout(table, batches)? {
                 let name = format!("{seq:08}.parquet");
                 new_files.push(checkpoint::write_parquet(
                     data_dir,
@@ -249,31 +249,78 @@ fn times(ts: &str, received_at: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), 
     Ok((ts, received))
 }
 
-/// Groups rows by their `local_day` column, in day order.
-fn split_by_day(batches: &[RecordBatch]) -> std::io::Result<Vec<(String, Vec<RecordBatch>)>> {
-    use arrow::array::{Date32Array, Scalar};
-    use arrow::compute::{filter_record_batch, kernels::cmp::eq};
-    let mut days = std::collections::BTreeSet::new();
-    for batch in batches {
-        let col = day_column(batch)?;
-        days.extend(col.iter().flatten());
+/// Rows per batch handed to the Parquet writer (its row group size).
+const WRITE_CHUNK: usize = 128 * 1024;
+
+/// The sealed rows of one table as the contents of its files: grouped by
+/// `local_day`, in day order, each day as batches of at most `WRITE_CHUNK`
+/// rows. Within a day, scans are laid out by `direction` (`in` first), then
+/// by `zone_kind` (gate, pole, stand, room), each group in log order: a
+/// question that reads some groups (daily attendance the gate entries,
+/// footfall per pole the pole and stand entries) skips the others' pages by
+/// their statistics. Other tables keep log order.
+pub(super) fn layout(
+    table: TableKind,
+    batches: &[RecordBatch],
+) -> std::io::Result<Vec<(String, Vec<RecordBatch>)>> {
+    use arrow::compute::interleave_record_batch;
+    let total = batches.iter().map(RecordBatch::num_rows).sum();
+    // (local day, group, batch, row)
+    let mut rows: Vec<(i32, u8, u32, u32)> = Vec::with_capacity(total);
+    for (b, batch) in batches.iter().enumerate() {
+        let days = day_column(batch)?;
+        let groups = match table {
+            TableKind::Scans => scan_groups(batch)?,
+            _ => vec![0; batch.num_rows()],
+        };
+        rows.extend(
+            (0..batch.num_rows()).map(|row| (days.value(row), groups[row], b as u32, row as u32)),
+        );
     }
+    // Stable: log order within a group.
+    rows.sort_by_key(|&(day, group, _, _)| (day, group));
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
     let mut out = Vec::new();
-    for day in days {
-        let mut parts = Vec::new();
-        for batch in batches {
-            let col = day_column(batch)?;
-            let mask = eq(col, &Scalar::new(Date32Array::from(vec![day])))
-                .map_err(std::io::Error::other)?;
-            let part = filter_record_batch(batch, &mask).map_err(std::io::Error::other)?;
-            if part.num_rows() > 0 {
-                parts.push(part);
-            }
-        }
+    for day_rows in rows.chunk_by(|a, b| a.0 == b.0) {
+        let day = day_rows[0].0;
+        let parts = day_rows
+            .chunks(WRITE_CHUNK)
+            .map(|chunk| {
+                let picks: Vec<(usize, usize)> = chunk
+                    .iter()
+                    .map(|&(_, _, b, row)| (b as usize, row as usize))
+                    .collect();
+                interleave_record_batch(&sources, &picks)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(std::io::Error::other)?;
         let date = date_of_day(day).map_or_else(|| format!("day{day}"), |d| d.to_string());
         out.push((date, parts));
     }
     Ok(out)
+}
+
+/// Each scan row's group in a file: `in` before `out`, then the zone kinds
+/// in `ZoneKind::ALL` order (an unknown kind last).
+fn scan_groups(batch: &RecordBatch) -> std::io::Result<Vec<u8>> {
+    let column = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+            .ok_or_else(|| std::io::Error::other(format!("scans has a Utf8 column {name}")))
+    };
+    let (direction, zone_kind) = (column("direction")?, column("zone_kind")?);
+    let kinds = ZoneKind::ALL.len() as u8;
+    Ok(direction
+        .iter()
+        .zip(zone_kind.iter())
+        .map(|(direction, kind)| {
+            let kind = kind
+                .and_then(ZoneKind::parse)
+                .map_or(kinds, |k| k as u8);
+            u8::from(direction != Some("in")) * (kinds + 1) + kind
+        })
+        .collect())
 }
 
 fn day_column(batch: &RecordBatch) -> std::io::Result<&arrow::array::Date32Array> {
@@ -281,4 +328,56 @@ fn day_column(batch: &RecordBatch) -> std::io::Result<&arrow::array::Date32Array
         .column_by_name("local_day")
         .and_then(|c| c.as_any().downcast_ref::<arrow::array::Date32Array>())
         .ok_or_else(|| std::io::Error::other("every event table has a local_day Date32 column"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::materialise::rows::test_scans as scans;
+    use arrow::array::StringArray;
+
+    fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+        batch.column_by_name(name).unwrap().as_any().downcast_ref().unwrap()
+    }
+
+    #[test]
+    fn a_day_of_scans_is_written_by_direction_then_zone_kind_in_log_order() {
+        let (d1, d2) = ("2026-02-16T10:00:00Z", "2026-02-17T10:00:00Z");
+        let batches = [
+            scans(&[
+                ("a", d1, "stand", "out"),
+                ("b", d2, "gate", "in"),
+                ("c", d1, "room", "in"),
+                ("d", d1, "gate", "in"),
+            ]),
+            scans(&[
+                ("e", d1, "stand", "in"),
+                ("f", d1, "gate", "out"),
+                ("g", d1, "gate", "in"),
+                ("h", d2, "pole", "out"),
+                ("i", d1, "pole", "in"),
+            ]),
+        ];
+        let days = layout(TableKind::Scans, &batches).unwrap();
+        let written: Vec<(String, Vec<String>)> = days
+            .iter()
+            .map(|(day, parts)| {
+                let ids = parts
+                    .iter()
+                    .flat_map(|p| column(p, "event_id").iter().flatten().map(str::to_owned))
+                    .collect();
+                (day.clone(), ids)
+            })
+            .collect();
+        let expect = |day: &str, ids: &str| (day.to_owned(), ids.split(' ').map(str::to_owned).collect());
+        assert_eq!(
+            written,
+            vec![expect("2026-02-16", "d g i e c f a"), expect("2026-02-17", "b h")]
+        );
+        // Every column moved with its row.
+        let first = &days[0].1[0];
+        assert_eq!(column(first, "zone_kind").value(2), "pole");
+        assert_eq!(column(first, "direction").value(5), "out");
+        assert_eq!(first.num_columns(), batches[0].num_columns());
+    }
 }
