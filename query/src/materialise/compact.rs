@@ -52,7 +52,9 @@ fn due_days(manifest: &Manifest) -> impl Iterator<Item = ((TableKind, &str), Vec
                 .push(i);
         }
     }
-    small.into_iter().filter(|(_, files)| files.len() >= MIN_FILES)
+    small
+        .into_iter()
+        .filter(|(_, files)| files.len() >= MIN_FILES)
 }
 
 /// How many small files wait to be merged.
@@ -65,7 +67,11 @@ pub fn due(manifest: &Manifest) -> usize {
 /// [`MERGE_ROWS`]; answers `None` when no day has that many. Fails on I/O
 /// errors, leaving the stream as it was (a file written meanwhile is an
 /// orphan, removed when the stream opens).
-pub fn compact(data_dir: &Path, stream: Stream, manifest: &mut Manifest) -> io::Result<Option<Compacted>> {
+pub fn compact(
+    data_dir: &Path,
+    stream: Stream,
+    manifest: &mut Manifest,
+) -> io::Result<Option<Compacted>> {
     let Some(((table, day), files)) = due_days(manifest).next() else {
         return Ok(None);
     };
@@ -130,36 +136,72 @@ mod tests {
         let (d1, d2) = ("2026-02-16T10:00:00Z", "2026-02-17T10:00:00Z");
         for i in 0..MIN_FILES + 1 {
             let (a, b, c) = (format!("{i}a"), format!("{i}b"), format!("{i}c"));
-            let batch = test_scans(&[(&a, d1, "stand", "out"), (&b, d1, "gate", "in"), (&c, d1, "pole", "in")]);
+            let batch = test_scans(&[
+                (&a, d1, "stand", "out"),
+                (&b, d1, "gate", "in"),
+                (&c, d1, "pole", "in"),
+            ]);
             let name = format!("{i:08}.parquet");
-            let file = checkpoint::write_parquet(data, TableKind::Scans, stream, "2026-02-16", &name, &[batch]).unwrap();
+            let file = checkpoint::write_parquet(
+                data,
+                TableKind::Scans,
+                stream,
+                "2026-02-16",
+                &name,
+                &[batch],
+            )
+            .unwrap();
             manifest.files.push(file);
             manifest.seq = i as u64;
         }
         let other = test_scans(&[("x", d2, "gate", "in")]);
-        let other = checkpoint::write_parquet(data, TableKind::Scans, stream, "2026-02-17", "x.parquet", &[other]).unwrap();
+        let other = checkpoint::write_parquet(
+            data,
+            TableKind::Scans,
+            stream,
+            "2026-02-17",
+            "x.parquet",
+            &[other],
+        )
+        .unwrap();
         manifest.files.push(other.clone());
         checkpoint::save(data, stream, &manifest).unwrap();
         let before: Vec<PathBuf> = manifest.files.iter().map(|f| data.join(&f.path)).collect();
         assert_eq!(due(&manifest), MIN_FILES + 1);
 
-        let done = compact(data, stream, &mut manifest).unwrap().expect("a day is due");
-        assert_eq!((done.table, done.local_day.as_str(), done.rows), (TableKind::Scans, "2026-02-16", 27));
+        let done = compact(data, stream, &mut manifest)
+            .unwrap()
+            .expect("a day is due");
+        assert_eq!(
+            (done.table, done.local_day.as_str(), done.rows),
+            (TableKind::Scans, "2026-02-16", 27)
+        );
         assert_eq!(done.replaced, before[..MIN_FILES + 1]);
         assert_eq!(manifest.files.len(), 2);
         assert_eq!(manifest.files[1], other);
-        assert_eq!(checkpoint::load(data, stream).unwrap(), Some(manifest.clone()));
+        assert_eq!(
+            checkpoint::load(data, stream).unwrap(),
+            Some(manifest.clone())
+        );
         let ids: Vec<String> = read(&data.join(&manifest.files[0].path))
             .unwrap()
             .iter()
             .flat_map(|b| {
-                let ids: &StringArray = b.column_by_name("event_id").unwrap().as_any().downcast_ref().unwrap();
+                let ids: &StringArray = b
+                    .column_by_name("event_id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref()
+                    .unwrap();
                 ids.iter().flatten().map(str::to_owned).collect::<Vec<_>>()
             })
             .collect();
         let group = |suffix: char| (0..MIN_FILES + 1).map(move |i| format!("{i}{suffix}"));
         let expected: Vec<String> = group('b').chain(group('c')).chain(group('a')).collect();
-        assert_eq!(ids, expected, "gate in, pole in, stand out; each in log order");
+        assert_eq!(
+            ids, expected,
+            "gate in, pole in, stand out; each in log order"
+        );
 
         assert_eq!(due(&manifest), 0);
         assert_eq!(compact(data, stream, &mut manifest).unwrap(), None);

@@ -365,7 +365,10 @@ impl Materialiser {
                 }
             }
         }
-        let due = streams.values().map(|s| compact::due(&s.manifest)).sum::<usize>();
+        let due = streams
+            .values()
+            .map(|s| compact::due(&s.manifest))
+            .sum::<usize>();
         self.metrics.compaction_due.set(due as i64);
         changed
     }

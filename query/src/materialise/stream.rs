@@ -10,9 +10,9 @@ use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_128;
 
 use footfall_eventlog::{Delivered, Stream, Topic};
-use footfall_schemas::{RejectCode, ZoneKind};
 use footfall_schemas::events::Price;
 use footfall_schemas::record::{RejectedRecord, ScanRecord, TicketRecord, format_ts};
+use footfall_schemas::{RejectCode, ZoneKind};
 
 use super::checkpoint::{self, FileEntry, Manifest};
 use super::idset::IdSet;
@@ -315,9 +315,7 @@ fn scan_groups(batch: &RecordBatch) -> std::io::Result<Vec<u8>> {
         .iter()
         .zip(zone_kind.iter())
         .map(|(direction, kind)| {
-            let kind = kind
-                .and_then(ZoneKind::parse)
-                .map_or(kinds, |k| k as u8);
+            let kind = kind.and_then(ZoneKind::parse).map_or(kinds, |k| k as u8);
             u8::from(direction != Some("in")) * (kinds + 1) + kind
         })
         .collect())
@@ -337,7 +335,12 @@ mod tests {
     use arrow::array::StringArray;
 
     fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
-        batch.column_by_name(name).unwrap().as_any().downcast_ref().unwrap()
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref()
+            .unwrap()
     }
 
     #[test]
@@ -369,10 +372,14 @@ mod tests {
                 (day.clone(), ids)
             })
             .collect();
-        let expect = |day: &str, ids: &str| (day.to_owned(), ids.split(' ').map(str::to_owned).collect());
+        let expect =
+            |day: &str, ids: &str| (day.to_owned(), ids.split(' ').map(str::to_owned).collect());
         assert_eq!(
             written,
-            vec![expect("2026-02-16", "d g i e c f a"), expect("2026-02-17", "b h")]
+            vec![
+                expect("2026-02-16", "d g i e c f a"),
+                expect("2026-02-17", "b h")
+            ]
         );
         // Every column moved with its row.
         let first = &days[0].1[0];
