@@ -41,6 +41,12 @@ const IDLE_REFRESH: Duration = Duration::from_secs(5);
 /// after a start, before it first catches up: each refresh would show a
 /// moment long past, and takes a core from the replay.
 const REPLAY_REFRESH: Duration = Duration::from_secs(5);
+/// The replay is over once the materialiser has made queryable a record
+/// received this recently, even if no read has found the log empty yet: a
+/// steady stream of scans (a busy fair, an instance started while ingest
+/// runs) may never leave it empty, and the floor would then lag by
+/// [`REPLAY_REFRESH`] for as long as the stream lasts.
+const PRESENT: Duration = Duration::from_secs(2);
 /// How often the log's end offsets are asked for, for the lag.
 const LAG_REFRESH: Duration = Duration::from_secs(1);
 
@@ -136,7 +142,8 @@ impl Follower {
                 seen_generation = generation;
                 self.observe_freshness(&self.options.snapshot.get());
             }
-            replaying &= !progress.borrow().caught_up;
+            replaying &= !progress.borrow().caught_up
+                && !shows_present(self.newest_received_ms, SystemTime::now());
             let every = if replaying {
                 interval.max(REPLAY_REFRESH)
             } else {
@@ -147,20 +154,22 @@ impl Follower {
                 last_refresh = Some(Instant::now());
             }
             // Wake on the next publish (at once if one came meanwhile), but
-            // refresh no more often than `every`, or when the replay ends.
+            // refresh no more often than `every`. While replaying, look at
+            // every publish (it may bring the present) and wake when the
+            // replay ends or `every` has passed.
             let wait = last_refresh.map_or(every, |t| every.saturating_sub(t.elapsed()));
             tokio::select! {
                 _ = &mut stopped => return,
                 _ = self.options.snapshot.changed() => {
-                    tokio::select! {
-                        _ = &mut stopped => return,
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = progress.wait_for(|p| p.caught_up), if replaying => {
-                            last_refresh = None;
+                    if !replaying {
+                        tokio::select! {
+                            _ = &mut stopped => return,
+                            _ = tokio::time::sleep(wait) => {}
                         }
                     }
                 }
-                _ = tokio::time::sleep(IDLE_REFRESH.max(interval)) => {}
+                _ = progress.wait_for(|p| p.caught_up), if replaying => {}
+                _ = tokio::time::sleep(if replaying { wait } else { IDLE_REFRESH.max(interval) }) => {}
             }
         }
     }
@@ -296,5 +305,46 @@ impl Follower {
             }
         }
         self.seen_batches = now_seen;
+    }
+}
+
+/// Whether the newest record made queryable was received within
+/// [`PRESENT`] of `now` (a clock behind `received_at` counts as present).
+fn shows_present(newest_received_ms: Option<i64>, now: SystemTime) -> bool {
+    let Some(received) = newest_received_ms else {
+        return false;
+    };
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    now_ms.saturating_sub(received) < PRESENT.as_millis() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_ends_at_records_received_within_the_present() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        let ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64
+        };
+        assert!(!shows_present(None, now), "nothing materialised yet");
+        assert!(
+            !shows_present(Some(ms(now - Duration::from_secs(3600))), now),
+            "an hour-old record is the past"
+        );
+        assert!(!shows_present(Some(ms(now - PRESENT)), now));
+        assert!(shows_present(
+            Some(ms(now - Duration::from_millis(300))),
+            now
+        ));
+        assert!(
+            shows_present(Some(ms(now + Duration::from_secs(1))), now),
+            "ingest's clock a little ahead"
+        );
     }
 }
