@@ -302,7 +302,7 @@ pub(super) fn layout(
 
 /// Each scan row's group in a file: `in` before `out`, then the zone kinds
 /// in `ZoneKind::ALL` order (an unknown kind last).
-fn scan_groups(batch: &RecordBatch) -> std::io::Result<Vec<u8>> {
+pub(super) fn scan_groups(batch: &RecordBatch) -> std::io::Result<Vec<u8>> {
     let column = |name: &str| {
         batch
             .column_by_name(name)
@@ -386,5 +386,49 @@ mod tests {
         assert_eq!(column(first, "zone_kind").value(2), "pole");
         assert_eq!(column(first, "direction").value(5), "out");
         assert_eq!(first.num_columns(), batches[0].num_columns());
+    }
+
+    #[test]
+    fn each_layout_group_of_a_day_is_a_row_group_of_its_file() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let d1 = "2026-02-16T10:00:00Z";
+        let batch = scans(&[
+            ("b", d1, "gate", "in"),
+            ("a", d1, "stand", "out"),
+            ("c", d1, "stand", "in"),
+            ("d", d1, "gate", "in"),
+            ("e", d1, "gate", "out"),
+            ("f", d1, "stand", "in"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let stream = Stream {
+            topic: Topic::Scans,
+            partition: 0,
+        };
+        let write = |name: &str, batches: &[RecordBatch]| {
+            let file = checkpoint::write_parquet(
+                dir.path(),
+                TableKind::Scans,
+                stream,
+                "2026-02-16",
+                name,
+                batches,
+            )
+            .unwrap();
+            let file = std::fs::File::open(dir.path().join(file.path)).unwrap();
+            let reader = SerializedFileReader::new(file).unwrap();
+            let meta = reader.metadata();
+            (0..meta.num_row_groups())
+                .map(|i| meta.row_group(i).num_rows())
+                .collect::<Vec<_>>()
+        };
+        let (_, laid_out) = layout(TableKind::Scans, &[batch.clone()])
+            .unwrap()
+            .remove(0);
+        // gate in (b d), stand in (c f), gate out (e), stand out (a)
+        assert_eq!(write("laid-out.parquet", &laid_out), vec![2, 2, 1, 1]);
+        // Out of layout order (groups 0 7 2 0 5 2): a new row group only
+        // at a group higher than any in the open one.
+        assert_eq!(write("as-logged.parquet", &[batch]), vec![1, 5]);
     }
 }
