@@ -2,7 +2,7 @@
 //! of its own so a heavy query cannot starve ingest, with a memory limit, a
 //! timeout, a result cap, and nothing that writes or reads host files.
 
-use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -29,7 +29,6 @@ use crate::catalog::{dimensions, event_table::EventTable, views};
 use crate::config::{MemoryPoolKind, QueryConfig};
 use crate::error::QueryError;
 use crate::metrics::QueryMetrics;
-use crate::retype;
 use crate::snapshot::SharedSnapshot;
 use crate::table_kind::TableKind;
 
@@ -320,7 +319,7 @@ async fn run(ctx: &SessionContext, sql: &str, caller: Caller) -> Result<QueryRes
             "the rejected table (raw event text) is for organizers only".into(),
         ));
     }
-    let schema = plain_strings(df.schema().as_arrow());
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let mut stream = df
         .execute_stream()
         .await
@@ -329,7 +328,6 @@ async fn run(ctx: &SessionContext, sql: &str, caller: Caller) -> Result<QueryRes
     let mut bytes = 0usize;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(QueryError::from_datafusion)?;
-        let batch = retype::batch(&batch, &schema).map_err(internal)?;
         bytes += batch.get_array_memory_size();
         if bytes > MAX_RESULT_BYTES {
             return Err(QueryError::ResultTooLarge(MAX_RESULT_BYTES));
@@ -337,17 +335,6 @@ async fn run(ctx: &SessionContext, sql: &str, caller: Caller) -> Result<QueryRes
         batches.push(batch);
     }
     Ok(QueryResult { schema, batches })
-}
-
-/// An answer's schema as documented: string views (how the event tables
-/// are read, `EventTable`) become plain `Utf8`, so a client's Arrow or
-/// Parquet answer does not depend on how a column was computed.
-fn plain_strings(schema: &Schema) -> SchemaRef {
-    retype::schema(schema, |t| match t {
-        DataType::Utf8View => Some(DataType::Utf8),
-        DataType::BinaryView => Some(DataType::Binary),
-        _ => None,
-    })
 }
 
 /// Whether the plan, its subqueries included, scans `table`. Views appear

@@ -1,13 +1,13 @@
 //! Query results in the formats analysts ask for: JSON (an array of row
 //! objects), CSV with a header, Arrow IPC stream, Parquet.
 
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
+use std::sync::Arc;
 
 use crate::engine::QueryResult;
 use crate::error::QueryError;
-use crate::retype;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -86,7 +86,7 @@ impl Format {
                 let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), None)
                     .map_err(|e| internal(&e))?;
                 for batch in batches {
-                    let batch = retype::batch(batch, &schema).map_err(|e| internal(&e))?;
+                    let batch = parquet_batch(batch, &schema).map_err(|e| internal(&e))?;
                     writer.write(&batch).map_err(|e| internal(&e))?;
                 }
                 writer.close().map_err(|e| internal(&e))?;
@@ -104,24 +104,44 @@ fn parquet_schema(schema: &SchemaRef) -> SchemaRef {
     if !schema.fields().iter().any(|f| is_seconds(f.data_type())) {
         return schema.clone();
     }
-    retype::schema(schema, |t| match t {
-        DataType::Timestamp(TimeUnit::Second, tz) => {
-            Some(DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
-        }
-        _ => None,
-    })
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(TimeUnit::Second, tz) => f
+                .as_ref()
+                .clone()
+                .with_data_type(DataType::Timestamp(TimeUnit::Millisecond, tz.clone())),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn is_seconds(data_type: &DataType) -> bool {
     matches!(data_type, DataType::Timestamp(TimeUnit::Second, _))
 }
 
+fn parquet_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    if Arc::ptr_eq(&batch.schema(), schema) || batch.schema() == *schema {
+        return Ok(batch.clone());
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use arrow::array::{Int64Array, TimestampMillisecondArray, TimestampSecondArray};
-    use arrow::datatypes::{Field, Schema};
-    use std::sync::Arc;
 
     #[test]
     fn seconds_timestamps_are_written_as_milliseconds() {

@@ -14,7 +14,6 @@ pub mod live;
 pub mod materialise;
 pub mod metrics;
 pub mod report;
-mod retype;
 mod routes;
 pub mod snapshot;
 pub mod table_kind;

@@ -1,20 +1,8 @@
 //! An event table as DataFusion sees it: on each scan, the current snapshot's
 //! committed Parquet files (read by DataFusion's Parquet source, with row
 //! group pruning) united with its in-memory batches.
-//!
-//! Queries see the text columns as string views (`Utf8View`), whatever the
-//! files hold: the Parquet reader then decodes a dictionary page into
-//! 16-byte views instead of copying every value, and grouping, distinct
-//! counts and sorts compare the inlined prefixes, and the walks over each
-//! badge's day (`stand_visits`, `pole_moves`) read the views without a
-//! cast. On the reference week (`bench/run --sections questions --runs 10`,
-//! 2026-12-07) visits per stand per day went 253 → 215 ms, median dwell
-//! 218 → 185 ms, pole-to-pole flows 178 → 144 ms, daily unique visitors
-//! 9.8 → 8.3 ms; footfall per pole per hour stayed at 35 ms. Answers leave
-//! the engine as plain `Utf8` again ([`crate::engine`]), the type
-//! `docs/sql.md` documents.
 
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::datasource::TableType;
@@ -31,34 +19,25 @@ use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use std::sync::Arc;
 
-use crate::retype;
 use crate::snapshot::{SharedSnapshot, TableSnapshot};
 use crate::table_kind::TableKind;
 
 #[derive(Debug)]
 pub struct EventTable {
     kind: TableKind,
-    /// The table's schema with its text columns as string views.
-    schema: SchemaRef,
     snapshot: Arc<SharedSnapshot>,
 }
 
 impl EventTable {
     pub fn new(kind: TableKind, snapshot: Arc<SharedSnapshot>) -> Self {
-        Self {
-            kind,
-            schema: retype::schema(&kind.schema(), |t| {
-                (*t == DataType::Utf8).then_some(DataType::Utf8View)
-            }),
-            snapshot,
-        }
+        Self { kind, snapshot }
     }
 }
 
 #[async_trait]
 impl TableProvider for EventTable {
     fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.kind.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -82,7 +61,7 @@ impl TableProvider for EventTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let snapshot = self.snapshot.get();
         let table = snapshot.table(self.kind);
-        let schema = self.schema.clone();
+        let schema = self.kind.schema();
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !table.files.is_empty() {
             inputs.push(parquet_scan(
@@ -99,7 +78,7 @@ impl TableProvider for EventTable {
             let mut parts: Vec<Vec<_>> = vec![Vec::new(); partitions.min(table.batches.len())];
             for (i, batch) in table.batches.iter().enumerate() {
                 let n = parts.len();
-                parts[i % n].push(retype::batch(batch, &schema)?);
+                parts[i % n].push(batch.clone());
             }
             inputs.push(MemorySourceConfig::try_new_exec(
                 &parts,

@@ -7,7 +7,7 @@
 //! walked once per partition by a [`Walk`], which keeps only what is open.
 //! `stand_visits` and `pole_moves` are such walks.
 
-use arrow::array::{AsArray, RecordBatch, StringViewArray};
+use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -43,11 +43,11 @@ pub(super) const TS: usize = 2;
 /// Where a walk's own columns start in its input.
 pub(super) const OWN: usize = SEQUENCE.len();
 
-/// Column `i` of a walk's input as string views, how `scans` gives text
-/// (a no-op then; other inputs are cast).
-pub(super) fn text(batch: &RecordBatch, i: usize) -> Result<StringViewArray> {
-    Ok(cast(batch.column(i), &DataType::Utf8View)?
-        .as_string_view()
+/// Column `i` of a walk's input as plain strings (a scan may give them
+/// dictionary-encoded or as views).
+pub(super) fn text(batch: &RecordBatch, i: usize) -> Result<StringArray> {
+    Ok(cast(batch.column(i), &DataType::Utf8)?
+        .as_string::<i32>()
         .clone())
 }
 
