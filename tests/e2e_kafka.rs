@@ -297,3 +297,47 @@ fn a_stopped_broker_answers_503_and_loses_nothing_once_it_is_back() {
     wait_for_truth(&q.base(), &fair.path("truth.ndjson"));
     assert_no_duplicates(&q.base());
 }
+
+#[test]
+fn sigterm_with_the_broker_away_exits_promptly_and_keeps_what_was_read() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let _exclusive = BROKER.write().unwrap_or_else(|p| p.into_inner());
+    let fair = Fair::new(bootstrap.clone(), "");
+    let q = fair.start("query", 0);
+    let ingest = fair.start("ingest", 0);
+    let n = 500;
+    let (code, body) = common::post(
+        &format!("{}/v1/events", ingest.base()),
+        &common::scans("away", n),
+    );
+    assert_eq!(code, 200, "{body}");
+    let deadline = Instant::now() + PATIENCE;
+    while count(&q.base(), "SELECT count(*) AS n FROM scans") < n as u64 {
+        assert!(Instant::now() < deadline, "the scans become queryable");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _paused = PausedBroker::start(&bootstrap);
+    // Leaving the consumer group needs the coordinator, which cannot
+    // answer now: the close is bounded (5 s), not waited out.
+    let t0 = Instant::now();
+    let status = q.terminate_within(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the query instance exits 0 within 20 s of SIGTERM with the broker away ({status:?}, {:?})",
+        t0.elapsed()
+    );
+    assert_eq!(
+        common::checkpointed_rows(&fair.data(), "scans"),
+        n as u64,
+        "every scan read is in a checkpoint"
+    );
+    let t0 = Instant::now();
+    let status = ingest.terminate_within(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the ingest worker exits 0 within 20 s of SIGTERM with the broker away ({status:?}, {:?})",
+        t0.elapsed()
+    );
+}

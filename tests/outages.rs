@@ -11,28 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Server, get, post, scans, sql, wait_ready};
-
-/// Rows of `table` that the committed manifests name.
-fn checkpointed_rows(data: &Path, table: &str) -> u64 {
-    let mut rows = 0;
-    let Ok(dir) = std::fs::read_dir(data.join("checkpoints")) else {
-        return 0;
-    };
-    for entry in dir {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let manifest: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            for file in manifest["files"].as_array().unwrap() {
-                if file["table"] == table {
-                    rows += file["rows"].as_u64().unwrap();
-                }
-            }
-        }
-    }
-    rows
-}
+use common::{Server, checkpointed_rows, get, post, scans, sql, wait_ready};
 
 fn count(base: &str) -> (u64, u64) {
     let rows = sql(

@@ -81,11 +81,29 @@ impl Server {
 
     /// SIGTERM and wait: the graceful path.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.child.wait().unwrap()
+    }
+
+    /// SIGTERM, then wait at most `within`: the exit status, or `None`
+    /// when the process is still running (it is then killed on drop).
+    pub fn terminate_within(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        self.sigterm();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn sigterm(&self) {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
-        self.child.wait().unwrap()
     }
 }
 
@@ -214,4 +232,25 @@ pub fn sim(args: &[&str]) {
         .status()
         .unwrap();
     assert!(status.success(), "footfall sim {args:?} failed");
+}
+
+/// Rows of `table` that the committed manifests name.
+pub fn checkpointed_rows(data: &Path, table: &str) -> u64 {
+    let mut rows = 0;
+    let Ok(dir) = std::fs::read_dir(data.join("checkpoints")) else {
+        return 0;
+    };
+    for entry in dir {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for file in manifest["files"].as_array().unwrap() {
+                if file["table"] == table {
+                    rows += file["rows"].as_u64().unwrap();
+                }
+            }
+        }
+    }
+    rows
 }

@@ -49,6 +49,37 @@ const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// stopped; what it cannot read by then is replayed at the next start.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
+/// Longest the materialiser waits for its subscription to close at
+/// shutdown. Kafka's consumer close leaves the group through the group's
+/// coordinator and waits for its answer, which a broker that has gone never
+/// gives. Everything read is flushed by then, so a close cut short costs
+/// only time: the group moves the partitions once this member's session
+/// times out.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Closes the subscription on a thread of its own and waits for it at most
+/// [`CLOSE_WAIT`]; a close still waiting then ends with the process.
+async fn leave(sub: Box<dyn Subscription>) {
+    let (closed, on_close) = tokio::sync::oneshot::channel();
+    let closing = std::thread::Builder::new()
+        .name("log-close".into())
+        .spawn(move || {
+            drop(sub);
+            let _ = closed.send(());
+        });
+    if let Err(e) = closing {
+        // The subscription went with the thread's closure, closed in place.
+        tracing::warn!(error = %e, "cannot start a thread to close the event log");
+        return;
+    }
+    if tokio::time::timeout(CLOSE_WAIT, on_close).await.is_err() {
+        tracing::warn!(
+            waited_s = CLOSE_WAIT.as_secs(),
+            "the event log did not close in time (is the broker away?); stopping without waiting for it"
+        );
+    }
+}
+
 /// The materialiser's position, for readiness and lag.
 #[derive(Clone, Debug, Default)]
 pub struct Progress {
@@ -74,7 +105,7 @@ pub struct Materialiser {
 
 impl Materialiser {
     /// Runs until `shutdown` turns true, then flushes and checkpoints every
-    /// stream. Fails only when a stream's checkpoint cannot be read, or the
+    /// stream and leaves the log (waiting at most [`CLOSE_WAIT`]). Fails only when a stream's checkpoint cannot be read, or the
     /// last flush at shutdown fails; log outages are waited out, and a
     /// failed flush is retried with backoff (reading the log pauses
     /// meanwhile, so memory stays bounded and nothing is lost: the unflushed
@@ -101,6 +132,17 @@ impl Materialiser {
                 }
             }
         };
+        let read = self.read_log(&mut *sub, shutdown).await;
+        leave(sub).await;
+        read
+    }
+
+    /// The body of [`Materialiser::run`] once subscribed.
+    async fn read_log(
+        &self,
+        sub: &mut dyn Subscription,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
         let mut streams: BTreeMap<Stream, StreamState> = BTreeMap::new();
         let mut peers = Peers::new(PEER_REFRESH);
         let mut last_flush = Instant::now();
@@ -236,9 +278,9 @@ impl Materialiser {
             }
         }
         if retry.is_none() {
-            self.drain(&mut streams, &mut *sub).await;
+            self.drain(&mut streams, sub).await;
         }
-        self.flush_all(&mut streams, &mut *sub)?;
+        self.flush_all(&mut streams, sub)?;
         self.publish(&streams, &peers);
         remove_replaced(&mut expired_files);
         tracing::info!("materialiser flushed and stopped");
