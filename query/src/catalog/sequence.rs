@@ -2,7 +2,8 @@
 //!
 //! As SQL such relations need window operators, each paying per (badge,
 //! day) partition: on the reference week they cost several times the sort.
-//! Here the scans are hash-partitioned by (badge, local_day), sorted by
+//! Here the scans are hash-partitioned by (badge, local_day), each badge
+//! numbered within its partition (`super::badge_numbers`), sorted by
 //! DataFusion's `SortExec` (within the memory limit, spilling past it) and
 //! walked once per partition by a [`Walk`], which keeps only what is open.
 //! `stand_visits` and `pole_moves` are such walks.
@@ -34,8 +35,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::badge_numbers::{BADGE_NO, BadgeNumberExec};
+
 /// A badge's sequence: (badge, local_day), then `ts`, then `event_id`. A
-/// walk's input starts with these columns, then has [`Walker::columns`].
+/// walk's input starts with these columns, then has [`Walker::columns`],
+/// then the badge's number in its partition ([`BADGE_NO`]), which the sort
+/// reads in the badge's place.
 const SEQUENCE: [&str; 4] = ["badge", "local_day", "ts", "event_id"];
 pub(super) const BADGE: usize = 0;
 pub(super) const LOCAL_DAY: usize = 1;
@@ -112,13 +117,16 @@ impl TableProvider for SequenceTable {
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let input = self.scans.scan(state, Some(&columns), &[], None).await?;
         let schema = input.schema();
+        let key = key(&schema)?;
         let partitions = state.config().target_partitions().max(1);
         let hashed = Arc::new(RepartitionExec::try_new(
             input,
-            Partitioning::Hash(key(&schema)?, partitions),
+            Partitioning::Hash(key.clone(), partitions),
         )?);
-        let sorted =
-            Arc::new(SortExec::new(sequence(&schema)?, hashed).with_preserve_partitioning(true));
+        let numbered = Arc::new(BadgeNumberExec::try_new(hashed, BADGE, key)?);
+        let sorted = Arc::new(
+            SortExec::new(sequence(&numbered.schema())?, numbered).with_preserve_partitioning(true),
+        );
         Ok(Arc::new(SequenceExec::try_new(
             sorted,
             self.walker.clone(),
@@ -131,16 +139,17 @@ fn key(schema: &Schema) -> Result<Vec<Arc<dyn PhysicalExpr>>> {
     Ok(vec![col("badge", schema)?, col("local_day", schema)?])
 }
 
+/// The walk's order: the badge's number, then the rest of [`SEQUENCE`].
 fn sequence(schema: &Schema) -> Result<LexOrdering> {
-    let exprs = SEQUENCE
-        .iter()
+    let exprs = std::iter::once(BADGE_NO)
+        .chain(SEQUENCE[BADGE + 1..].iter().copied())
         .map(|name| Ok(PhysicalSortExpr::new_default(col(name, schema)?)))
         .collect::<Result<Vec<_>>>()?;
     LexOrdering::new(exprs).ok_or_else(|| DataFusionError::Internal("empty sequence".into()))
 }
 
-/// Walks each partition of its input, sorted by (badge, local_day, ts,
-/// event_id) and partitioned by (badge, local_day).
+/// Walks each partition of its input, sorted by (badge number, local_day,
+/// ts, event_id) and partitioned by (badge, local_day).
 #[derive(Debug)]
 struct SequenceExec {
     input: Arc<dyn ExecutionPlan>,
