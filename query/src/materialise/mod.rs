@@ -105,11 +105,12 @@ pub struct Materialiser {
 
 impl Materialiser {
     /// Runs until `shutdown` turns true, then flushes and checkpoints every
-    /// stream and leaves the log (waiting at most [`CLOSE_WAIT`]). Fails only when a stream's checkpoint cannot be read, or the
-    /// last flush at shutdown fails; log outages are waited out, and a
-    /// failed flush is retried with backoff (reading the log pauses
-    /// meanwhile, so memory stays bounded and nothing is lost: the unflushed
-    /// rows stay in memory and the rest waits in the log).
+    /// stream and leaves the log (waiting at most [`CLOSE_WAIT`]). Fails
+    /// only when a stream's checkpoint cannot be read, or the last flush at
+    /// shutdown fails; log outages are waited out, and a failed flush is
+    /// retried with backoff (reading the log pauses meanwhile, so memory
+    /// stays bounded and nothing is lost: the unflushed rows stay in memory
+    /// and the rest waits in the log).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
         let data_dir = self.data_dir.clone();
         let start: footfall_eventlog::StartAt = std::sync::Arc::new(move |stream| {
