@@ -29,6 +29,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
+use super::sequence::only_child;
+
 /// The column added, last.
 pub(super) const BADGE_NO: &str = "badge_no";
 
@@ -127,15 +129,10 @@ impl ExecutionPlan for BadgeNumberExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "BadgeNumberExec has one input".into(),
-            ));
-        }
         Ok(Arc::new(Self::try_new(
-            children.remove(0),
+            only_child(children, self.name())?,
             self.badge,
             self.key.clone(),
         )?))

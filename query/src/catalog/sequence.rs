@@ -148,6 +148,17 @@ fn sequence(schema: &Schema) -> Result<LexOrdering> {
     LexOrdering::new(exprs).ok_or_else(|| DataFusionError::Internal("empty sequence".into()))
 }
 
+/// The one input given to `with_new_children` of the operator `name`.
+pub(super) fn only_child(
+    mut children: Vec<Arc<dyn ExecutionPlan>>,
+    name: &str,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match (children.pop(), children.is_empty()) {
+        (Some(child), true) => Ok(child),
+        _ => Err(DataFusionError::Internal(format!("{name} has one input"))),
+    }
+}
+
 /// Walks each partition of its input, sorted by (badge number, local_day,
 /// ts, event_id) and partitioned by (badge, local_day).
 #[derive(Debug)]
@@ -235,15 +246,10 @@ impl ExecutionPlan for SequenceExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if children.len() != 1 {
-            return Err(DataFusionError::Internal(
-                "SequenceExec has one input".into(),
-            ));
-        }
         Ok(Arc::new(Self::try_new(
-            children.remove(0),
+            only_child(children, self.name())?,
             self.walker.clone(),
             self.projection.clone(),
         )?))
