@@ -16,6 +16,9 @@ use crate::table_kind::TableKind;
 pub struct FileRef {
     pub path: PathBuf,
     pub bytes: u64,
+    pub rows: u64,
+    /// The local day of every row in it, as `YYYY-MM-DD`.
+    pub local_day: String,
 }
 
 #[derive(Clone, Debug, Default)]

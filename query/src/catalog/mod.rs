@@ -1,10 +1,10 @@
 //! What SQL can see: the event tables (snapshot of Parquet + memory), the
 //! venue's dimension tables, and the analytic views.
 
-mod badge_numbers;
 pub mod dimensions;
 pub mod event_table;
 mod pole_moves;
 mod sequence;
+mod share;
 pub mod stand_visits;
 pub mod views;

@@ -465,6 +465,8 @@ impl Materialiser {
                 snapshot.tables[file.table.index()].files.push(FileRef {
                     path: self.data_dir.join(&file.path),
                     bytes: file.bytes,
+                    rows: file.rows,
+                    local_day: file.local_day.clone(),
                 });
             }
         }
