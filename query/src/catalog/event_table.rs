@@ -6,8 +6,8 @@ use arrow::array::{Array, AsArray, Date32Array, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::eq;
 use arrow::datatypes::{Date32Type, SchemaRef};
-use chrono::NaiveDate;
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use datafusion::catalog::Session;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
@@ -146,7 +146,14 @@ impl EventTable {
             .map(|(local_day, (files, batches, rows))| {
                 let mut inputs = Vec::new();
                 if !files.is_empty() {
-                    inputs.push(parquet_scan(state, &files, 1, schema.clone(), projection, None)?);
+                    inputs.push(parquet_scan(
+                        state,
+                        &files,
+                        1,
+                        schema.clone(),
+                        projection,
+                        None,
+                    )?);
                 }
                 if !batches.is_empty() {
                     inputs.push(MemorySourceConfig::try_new_exec(

@@ -57,7 +57,7 @@ pub(super) const EVENT_ID: usize = 3;
 pub(super) const OWN: usize = EVENT_ID;
 
 /// What a row of a share is reckoned to hold, to decide how many parts a
-/// day needs (a share's row is 32 bytes, plus its event id and its share
+/// day needs (a share's row is 28 bytes, plus its event id and its share
 /// of the dictionaries).
 const ROW_ESTIMATE: u64 = 64;
 
@@ -136,12 +136,17 @@ impl TableProvider for SequenceTable {
                     .into_iter()
                     .map(|day| (day.plan, Some(day.rows)))
                     .collect(),
-                None => vec![(self.scans.scan(state, Some(&columns), &[], None).await?, None)],
+                None => vec![(
+                    self.scans.scan(state, Some(&columns), &[], None).await?,
+                    None,
+                )],
             };
         let input_schema = Arc::new(scans_schema.project(&columns)?);
         let workers = state.config().target_partitions().max(1);
         let share_rows = match state.runtime_env().memory_pool.memory_limit() {
-            MemoryLimit::Finite(bytes) => Some((bytes as u64 / workers as u64 / ROW_ESTIMATE).max(1)),
+            MemoryLimit::Finite(bytes) => {
+                Some((bytes as u64 / workers as u64 / ROW_ESTIMATE).max(1))
+            }
             MemoryLimit::Infinite | MemoryLimit::Unknown => None,
         };
         Ok(Arc::new(SequenceExec::try_new(
@@ -202,7 +207,11 @@ impl SequenceExec {
             for part in 0..parts {
                 let split = Split { parts, part };
                 // A part by hash is about its share, seldom exactly.
-                let rows = if parts == 1 { rows } else { rows / parts * 9 / 8 };
+                let rows = if parts == 1 {
+                    rows
+                } else {
+                    rows / parts * 9 / 8
+                };
                 shares.push(ShareOf { input, split, rows });
             }
         }
@@ -216,7 +225,18 @@ impl SequenceExec {
             least.0 += share.rows.max(1);
             least.1.push(share);
         }
-        let dealt: Vec<_> = dealt.into_iter().map(|(_, shares)| shares).collect();
+        // Every other partition takes its shares smallest first, so that
+        // the largest are not all held at once.
+        let dealt: Vec<_> = dealt
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, mut shares))| {
+                if i % 2 == 1 {
+                    shares.reverse();
+                }
+                shares
+            })
+            .collect();
         Self::with_shares(
             inputs.into_iter().map(|(plan, _)| plan).collect(),
             dealt,

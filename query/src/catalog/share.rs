@@ -5,7 +5,7 @@
 //! its input, 4.9 GB as Arrow with its strings, and a fifth of the walks'
 //! time went to copying it into the page cache and back. A share (a local
 //! day of `scans`, or a part of one by badge hash when a day is larger than
-//! the memory allows) is held here in 32-byte rows instead: the badge as
+//! the memory allows) is held here in 28-byte rows instead: the badge as
 //! its number in the share, the day, the time, the event id's place in one
 //! buffer of ids, and the walk's own columns as codes of the share's
 //! dictionaries. Sorted by (badge number, day, time, event id), where the
@@ -40,10 +40,12 @@ const NULL: u16 = u16::MAX;
 /// control byte with the map's slack, and its offset.
 const ENTRY_OVERHEAD: usize = 32;
 
-/// A scan, compactly. 32 bytes.
+/// A scan, compactly. 28 bytes.
 #[derive(Clone, Copy)]
 struct Row {
-    ts: i64,
+    /// Milliseconds from the start (UTC) of its local day, which a scan's
+    /// time is within hours of.
+    ts: i32,
     badge: u32,
     day: i32,
     /// Its event id in [`Ids`].
@@ -60,7 +62,7 @@ struct Ids {
     blocks: Vec<Vec<u8>>,
 }
 
-const ID_BLOCK: usize = 1 << 20;
+const ID_BLOCK: usize = 64 << 10;
 
 impl Ids {
     /// Keeps `id`; answers (offset, block, length).
@@ -82,7 +84,7 @@ impl Ids {
         let block = u16::try_from(self.blocks.len() - 1).map_err(|_| {
             DataFusionError::ResourcesExhausted(format!(
                 "a walk holds at most {} MiB of event ids per day",
-                u16::MAX
+                (usize::from(u16::MAX) + 1) * ID_BLOCK >> 20
             ))
         })?;
         let last = self.blocks.last_mut().expect("a block");
@@ -227,8 +229,10 @@ impl Share {
                 columns.len()
             )));
         }
-        if !matches!(schema.field(TS).data_type(), DataType::Timestamp(TimeUnit::Millisecond, _))
-            || schema.field(LOCAL_DAY).data_type() != &DataType::Date32
+        if !matches!(
+            schema.field(TS).data_type(),
+            DataType::Timestamp(TimeUnit::Millisecond, _)
+        ) || schema.field(LOCAL_DAY).data_type() != &DataType::Date32
         {
             return Err(DataFusionError::Internal(format!(
                 "a walk reads ts in milliseconds and local_day as a date, not {schema}"
@@ -261,7 +265,12 @@ impl Share {
         let own = (0..self.own.len())
             .map(|c| text(batch, READ_OWN + c))
             .collect::<Result<Vec<StringArray>>>()?;
-        self.rows.reserve(batch.num_rows());
+        // Past the rows expected, grow by an eighth, not by doubling.
+        let (len, capacity) = (self.rows.len(), self.rows.capacity());
+        if len + batch.num_rows() > capacity {
+            let wanted = (len + batch.num_rows()).max(capacity + capacity / 8);
+            self.rows.reserve_exact(wanted - len);
+        }
         for i in 0..batch.num_rows() {
             let badge = badges.value(i);
             if !self.split.holds(badge) {
@@ -275,7 +284,7 @@ impl Share {
                 }
             }
             self.rows.push(Row {
-                ts: ts.value(i),
+                ts: since_day(ts.value(i), days.value(i))?,
                 badge: self.badges.number(badge)?,
                 day: days.value(i),
                 id_at,
@@ -339,8 +348,11 @@ impl Share {
         columns[BADGE] = strings(rows.iter().map(|r| Some(self.badges.name(r.badge))));
         columns[LOCAL_DAY] = Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.day)));
         columns[TS] = Arc::new(
-            TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts))
-                .with_timezone_opt(tz),
+            TimestampMillisecondArray::from_iter_values(
+                rows.iter()
+                    .map(|r| i64::from(r.day) * DAY_MS + i64::from(r.ts)),
+            )
+            .with_timezone_opt(tz),
         );
         for (c, values) in self.own.iter().enumerate() {
             columns.push(strings(rows.iter().map(|r| {
@@ -350,6 +362,18 @@ impl Share {
         }
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// `ts` (ms) as milliseconds from the start of day `day` (days since the
+/// epoch); within 24 days of it.
+fn since_day(ts: i64, day: i32) -> Result<i32> {
+    i32::try_from(ts - i64::from(day) * DAY_MS).map_err(|_| {
+        DataFusionError::Execution(format!(
+            "a walk reads scans within 24 days of their local day, not {ts} ms on day {day}"
+        ))
+    })
 }
 
 fn strings<'a>(values: impl ExactSizeIterator<Item = Option<&'a str>>) -> ArrayRef {
@@ -412,13 +436,19 @@ mod tests {
         share.sort();
         let walked = Share::walked_schema(&schema());
         let out = share.batches(&walked, 4).collect::<Result<Vec<_>>>()?;
-        assert_eq!(out.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), [4, 2]);
+        assert_eq!(
+            out.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+            [4, 2]
+        );
         let got: Vec<(String, i32, i64, Option<String>)> = out
             .iter()
             .flat_map(|b| {
                 let (badge, stand) = (text(b, BADGE).unwrap(), text(b, OWN).unwrap());
                 let day = b.column(LOCAL_DAY).as_primitive::<Date32Type>().clone();
-                let ts = b.column(TS).as_primitive::<TimestampMillisecondType>().clone();
+                let ts = b
+                    .column(TS)
+                    .as_primitive::<TimestampMillisecondType>()
+                    .clone();
                 (0..b.num_rows())
                     .map(|i| {
                         (
@@ -445,7 +475,12 @@ mod tests {
                 row("a", 1, 70, None),
             ]
         );
-        let names: Vec<_> = out[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<_> = out[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, ["badge", "local_day", "ts", "stand_id"]);
         Ok(())
     }
