@@ -424,6 +424,8 @@ impl Job {
                 share.sort();
             }
             for batch in share.batches(&walked, self.batch_size) {
+                // Yields now and then, so that a cancelled query stops.
+                tokio::task::consume_budget().await;
                 let start = Instant::now();
                 self.walk.push(&batch?)?;
                 let full = (self.walk.len() >= self.batch_size).then(|| self.emit());
