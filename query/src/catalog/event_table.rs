@@ -106,8 +106,6 @@ impl TableProvider for EventTable {
 
 /// A table's rows of one local day, read on their own.
 pub struct DayScan {
-    /// Days since the epoch.
-    pub local_day: i32,
     /// How many rows it reads.
     pub rows: u64,
     /// Reads them: the day's files, then its rows in memory.
@@ -115,10 +113,10 @@ pub struct DayScan {
 }
 
 impl EventTable {
-    /// The table's rows one local day at a time, all from one snapshot, for
-    /// operators that take a table's days one by one (the walks,
-    /// `super::sequence`). A committed file holds one local day; the rows
-    /// in memory are split by day.
+    /// The table's rows one local day at a time, in order of day, all from
+    /// one snapshot, for operators that take a table's days one by one (the
+    /// walks, `super::sequence`). A committed file holds one local day; the
+    /// rows in memory are split by day.
     pub fn scan_days(
         &self,
         state: &dyn Session,
@@ -143,7 +141,7 @@ impl EventTable {
             }
         }
         days.into_iter()
-            .map(|(local_day, (files, batches, rows))| {
+            .map(|(_, (files, batches, rows))| {
                 let mut inputs = Vec::new();
                 if !files.is_empty() {
                     inputs.push(parquet_scan(
@@ -166,11 +164,7 @@ impl EventTable {
                     1 => inputs.remove(0),
                     _ => UnionExec::try_new(inputs)?,
                 };
-                Ok(DayScan {
-                    local_day,
-                    rows,
-                    plan,
-                })
+                Ok(DayScan { rows, plan })
             })
             .collect()
     }

@@ -27,7 +27,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::sequence::{BADGE, EVENT_ID, LOCAL_DAY, OWN, TS, text};
+use super::sequence::{BADGE, EVENT_ID, LOCAL_DAY, TS, text};
 
 /// Where a walk's own columns start in what it reads.
 const READ_OWN: usize = EVENT_ID + 1;
@@ -311,13 +311,12 @@ impl Share {
 
     /// Orders the rows by (badge, local_day, ts, event_id).
     pub(super) fn sort(&mut self) {
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.sort_unstable_by(|a, b| {
+        let ids = &self.ids;
+        self.rows.sort_unstable_by(|a, b| {
             (a.badge, a.day, a.ts)
                 .cmp(&(b.badge, b.day, b.ts))
-                .then_with(|| self.ids.get(a).cmp(self.ids.get(b)))
+                .then_with(|| ids.get(a).cmp(ids.get(b)))
         });
-        self.rows = rows;
     }
 
     /// What the walk is given: the input's columns without `event_id`.
@@ -344,16 +343,18 @@ impl Share {
             DataType::Timestamp(_, tz) => tz.clone(),
             _ => None,
         };
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(StringArray::new_null(0)); OWN];
-        columns[BADGE] = strings(rows.iter().map(|r| Some(self.badges.name(r.badge))));
-        columns[LOCAL_DAY] = Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.day)));
-        columns[TS] = Arc::new(
-            TimestampMillisecondArray::from_iter_values(
-                rows.iter()
-                    .map(|r| i64::from(r.day) * DAY_MS + i64::from(r.ts)),
-            )
-            .with_timezone_opt(tz),
-        );
+        // badge, local_day, ts, then the walk's own columns.
+        let mut columns: Vec<ArrayRef> = vec![
+            strings(rows.iter().map(|r| Some(self.badges.name(r.badge)))),
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.day))),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(
+                    rows.iter()
+                        .map(|r| i64::from(r.day) * DAY_MS + i64::from(r.ts)),
+                )
+                .with_timezone_opt(tz),
+            ),
+        ];
         for (c, values) in self.own.iter().enumerate() {
             columns.push(strings(rows.iter().map(|r| {
                 let code = r.own[c];
@@ -387,6 +388,7 @@ fn strings<'a>(values: impl ExactSizeIterator<Item = Option<&'a str>>) -> ArrayR
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::sequence::OWN;
     use arrow::datatypes::{Field, Schema};
 
     fn schema() -> SchemaRef {
