@@ -31,8 +31,8 @@ pub struct QueryConfig {
     pub sql_spill_bytes: u64,
     /// How the pool shares memory between operators. `greedy` (the
     /// default) serves whoever asks first: a grouping may take what it
-    /// needs (`footfall_hourly`'s distinct counts ask for ~100 MB at once
-    /// at a million events). `fair` gives each operator that can spill an
+    /// needs (a distinct count grouping all scans by hour and zone asks
+    /// for ~100 MB at once at a million events). `fair` gives each operator that can spill an
     /// equal share: the sorts of the badge-ordered views (`stand_visits`,
     /// `pole_flows`) then spill and answer at 15 million scans, where under
     /// `greedy` one partition's sort holds what the other's merge needs

@@ -15,7 +15,7 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{BADGE, LOCAL_DAY, OWN, SequenceTable, TS, Walk, Walker, text};
+use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table, text};
 
 /// The column of `scans` the walk reads besides the sequence's.
 const COLUMNS: [&str; 1] = ["pole_id"];
@@ -36,7 +36,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// Registers `pole_moves` over the context's `scans`.
 pub async fn register(ctx: &SessionContext) -> Result<()> {
     let scans = ctx.table_provider("scans").await?;
-    let table = SequenceTable::new(scans, Arc::new(PoleMoves));
+    let table = sequence_table(scans, Arc::new(PoleMoves));
     ctx.register_table("pole_moves", Arc::new(table))?;
     Ok(())
 }

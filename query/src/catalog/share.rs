@@ -109,7 +109,7 @@ impl Ids {
 /// rest of the lookup). The first string of a hash is checked against its
 /// text; a later string with the same hash goes to `collided`, by text.
 #[derive(Default)]
-struct Dictionary {
+pub(super) struct Dictionary {
     by_hash: HashMap<u64, u32, BuildHasherDefault<Prehashed>>,
     collided: HashMap<Box<str>, u32>,
     /// The strings, one after the other; the `n`th ends at `ends[n]`.
@@ -118,7 +118,7 @@ struct Dictionary {
 }
 
 impl Dictionary {
-    fn number(&mut self, name: &str) -> Result<u32> {
+    pub(super) fn number(&mut self, name: &str) -> Result<u32> {
         let n = self.ends.len() as u32;
         match self.by_hash.entry(xxh3_64(name.as_bytes())) {
             Entry::Occupied(first) => {
@@ -138,29 +138,34 @@ impl Dictionary {
         self.text.push_str(name);
         let end = u32::try_from(self.text.len()).map_err(|_| {
             DataFusionError::ResourcesExhausted(
-                "a walk holds at most 4 GiB of distinct text per day".into(),
+                "at most 4 GiB of distinct text is held per day".into(),
             )
         })?;
         self.ends.push(end);
         Ok(n)
     }
 
-    fn bytes(&self) -> usize {
+    /// How many strings it has numbered.
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub(super) fn bytes(&self) -> usize {
         self.text.capacity() + self.ends.len() * ENTRY_OVERHEAD
     }
 
     /// [`Self::number`] as a code of an own column, which has fewer than
     /// [`NULL`] distinct values in a share (they name zones of the venue).
-    fn code(&mut self, name: &str, column: &str) -> Result<u16> {
+    pub(super) fn code(&mut self, name: &str, column: &str) -> Result<u16> {
         match u16::try_from(self.number(name)?) {
             Ok(code) if code != NULL => Ok(code),
             _ => Err(DataFusionError::ResourcesExhausted(format!(
-                "a walk holds fewer than {NULL} distinct values of {column} per day"
+                "fewer than {NULL} distinct values of {column} are held per day"
             ))),
         }
     }
 
-    fn name(&self, n: u32) -> &str {
+    pub(super) fn name(&self, n: u32) -> &str {
         let n = n as usize;
         let start = if n == 0 { 0 } else { self.ends[n - 1] as usize };
         &self.text[start..self.ends[n] as usize]
@@ -197,7 +202,7 @@ impl Split {
     #[cfg(test)]
     pub(super) const WHOLE: Self = Self { parts: 1, part: 0 };
 
-    fn holds(self, badge: &str) -> bool {
+    pub(super) fn holds(self, badge: &str) -> bool {
         self.parts == 1 || xxh3_64(badge.as_bytes()) % self.parts == self.part
     }
 }
@@ -328,6 +333,7 @@ impl Share {
 
     /// The rows in order, as batches of `schema` ([`Self::walked_schema`])
     /// of at most `size` rows.
+    #[cfg(test)]
     pub(super) fn batches<'a>(
         &'a self,
         schema: &'a SchemaRef,
@@ -336,6 +342,18 @@ impl Share {
         self.rows
             .chunks(size.max(1))
             .map(move |rows| self.batch(schema, rows))
+    }
+
+    /// The at most `size` rows in order from row `from`, as one batch of
+    /// `schema` ([`Self::walked_schema`]); `None` past the last row.
+    pub(super) fn batch_at(
+        &self,
+        schema: &SchemaRef,
+        from: usize,
+        size: usize,
+    ) -> Option<Result<RecordBatch>> {
+        let rows = self.rows.get(from..)?;
+        (!rows.is_empty()).then(|| self.batch(schema, &rows[..rows.len().min(size.max(1))]))
     }
 
     fn batch(&self, schema: &SchemaRef, rows: &[Row]) -> Result<RecordBatch> {

@@ -16,7 +16,7 @@ use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{BADGE, LOCAL_DAY, OWN, SequenceTable, TS, Walk, Walker, text};
+use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table, text};
 
 /// The columns of `scans` the walk reads besides the sequence's.
 const COLUMNS: [&str; 4] = ["zone_kind", "stand_id", "pole_id", "direction"];
@@ -69,7 +69,7 @@ pub async fn register(ctx: &SessionContext, dwell_cap_s: u64) -> Result<()> {
             cap_s: i64::try_from(dwell_cap_s).unwrap_or(i64::MAX),
         }),
     };
-    let table = SequenceTable::new(scans, Arc::new(walker));
+    let table = sequence_table(scans, Arc::new(walker));
     ctx.register_table("stand_visits", Arc::new(table))?;
     Ok(())
 }
@@ -273,7 +273,9 @@ pub(super) mod tests {
     use crate::catalog::event_table::EventTable;
     use crate::snapshot::{SharedSnapshot, Snapshot};
     use crate::table_kind::TableKind;
-    use arrow::array::{Date32Array, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow::array::{
+        Date32Array, Int64Array, StringArray, TimestampMillisecondArray, TimestampSecondArray,
+    };
     use arrow::compute::cast;
     use arrow::util::pretty::pretty_format_batches;
     use datafusion::datasource::MemTable;
@@ -313,7 +315,7 @@ pub(super) mod tests {
     }
 
     /// The batches of [`scans`] of that many badges, in three partitions.
-    fn scan_partitions(
+    pub(in crate::catalog) fn scan_partitions(
         seed: u64,
         rows: usize,
         badge_count: u64,
@@ -328,6 +330,12 @@ pub(super) mod tests {
             Field::new("pole_id", DataType::Utf8, true),
             Field::new("stand_id", DataType::Utf8, true),
             Field::new("direction", DataType::Utf8, false),
+            Field::new(
+                "local_hour",
+                DataType::Timestamp(TimeUnit::Second, None),
+                false,
+            ),
+            Field::new("zone_id", DataType::Utf8, false),
         ]));
         let mut partitions = vec![Vec::new(), Vec::new(), Vec::new()];
         let mut first = 0;
@@ -335,6 +343,7 @@ pub(super) mod tests {
             let n = (1 + rng.below(40) as usize).min(rows - first);
             let (mut ids, mut ts, mut days, mut badges) = (vec![], vec![], vec![], vec![]);
             let (mut kinds, mut poles, mut stands, mut dirs) = (vec![], vec![], vec![], vec![]);
+            let (mut hours, mut zones) = (vec![], vec![]);
             for i in first..first + n {
                 let day = DAY + rng.below(3) as i32;
                 ids.push(format!("e{:05}-{i}", rng.below(100_000)));
@@ -358,6 +367,15 @@ pub(super) mod tests {
                     (_, "pole") => Some("p-1".to_owned()),
                     _ => None,
                 };
+                // The hour as the venue's clock would show it (here UTC),
+                // and a zone for each kind, from what is drawn already.
+                hours.push(ts[ts.len() - 1].div_euclid(3_600_000) * 3600);
+                zones.push(match (kind, &stand) {
+                    ("stand", Some(s)) => s.clone(),
+                    ("stand", None) => "s-unknown".to_owned(),
+                    ("pole", _) => "p-1".to_owned(),
+                    (kind, _) => format!("{kind}-{}", i % 2),
+                });
                 kinds.push(kind);
                 poles.push(pole);
                 stands.push(stand);
@@ -374,6 +392,8 @@ pub(super) mod tests {
                     Arc::new(StringArray::from(poles)),
                     Arc::new(StringArray::from(stands)),
                     Arc::new(StringArray::from(dirs)),
+                    Arc::new(TimestampSecondArray::from(hours)),
+                    Arc::new(StringArray::from(zones)),
                 ],
             )?;
             partitions[rng.below(3) as usize].push(batch);
@@ -427,6 +447,31 @@ pub(super) mod tests {
         Ok(RecordBatch::try_new(scans, columns)?)
     }
 
+    /// A context whose `scans` is an event table holding `partitions` in
+    /// memory, in a pool of 2 MB: a day of ~20,000 scans is walked or
+    /// counted in parts.
+    pub(in crate::catalog) fn in_event_table(
+        partitions: &[Vec<RecordBatch>],
+        config: SessionConfig,
+    ) -> Result<SessionContext> {
+        let mut snapshot = Snapshot::default();
+        snapshot.tables[TableKind::Scans.index()].batches = partitions
+            .iter()
+            .flatten()
+            .map(with_scans_columns)
+            .collect::<Result<_>>()?;
+        let shared = Arc::new(SharedSnapshot::default());
+        shared.set(snapshot);
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(2 << 20, 1.0)
+            .build_arc()?;
+        // The answers' sorts are small: no 10 MB kept back for spilling.
+        let config = config.with_sort_spill_reservation_bytes(0);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        ctx.register_table("scans", Arc::new(EventTable::new(TableKind::Scans, shared)))?;
+        Ok(ctx)
+    }
+
     /// Read from the event table one day at a time, each day in parts by
     /// badge hash (the pool allows 10,922 rows a share, a day has about
     /// 20,000), the operator gives the specification's rows.
@@ -444,21 +489,7 @@ pub(super) mod tests {
         spec.register_table("opening_hours", Arc::new(opening_hours()?))?;
         spec.sql(&SPEC.replace("{dwell_cap_s}", "600")).await?;
 
-        let mut snapshot = Snapshot::default();
-        snapshot.tables[TableKind::Scans.index()].batches = partitions
-            .iter()
-            .flatten()
-            .map(with_scans_columns)
-            .collect::<Result<_>>()?;
-        let shared = Arc::new(SharedSnapshot::default());
-        shared.set(snapshot);
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(2 << 20, 1.0)
-            .build_arc()?;
-        // The answers' sorts are small: no 10 MB kept back for spilling.
-        let config = config.with_sort_spill_reservation_bytes(0);
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_table("scans", Arc::new(EventTable::new(TableKind::Scans, shared)))?;
+        let ctx = in_event_table(&partitions, config)?;
         ctx.register_table("opening_hours", Arc::new(opening_hours()?))?;
         register(&ctx, 600).await?;
 

@@ -1,53 +1,24 @@
 //! The analytic views over the event and dimension tables. Each is
 //! documented in `docs/sql.md`; dashboards and reports use these, so they all
-//! agree. All but `footfall_hourly`, `stand_visits` and `pole_moves` live
-//! in `views/<name>.sql`, one file per view, so that they read (and diff) as
-//! SQL; `stand_visits` and `pole_moves` are walks over each badge's day
-//! (`super::sequence`), specified by their SQL files.
+//! agree. Each is specified in `views/<name>.sql`, one file per view, so
+//! that they read (and diff) as SQL. Most are created from their file;
+//! `footfall_hourly` is counted by day (`super::hourly`), `stand_visits` and
+//! `pole_moves` are walks over each badge's day (`super::sequence`), each
+//! held to its file by tests.
 
 use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
-use super::{pole_moves, stand_visits};
+use super::{hourly, pole_moves, stand_visits};
 use crate::config::QueryConfig;
-
-/// `footfall_hourly(local_day, local_hour, level, zone_id, entries, visitors)`
-///
-/// `entries` are distinct `in` events of the zone in that local hour,
-/// `visitors` the distinct badges among them. `scans` holds each event once
-/// (a resent event carries its badge, the log's key, so it reaches the same
-/// partition, where the materialiser drops it), so entries count rows: a second
-/// distinct count, over event ids, would double the work and the memory of
-/// the grouping. A pole's zone is its own scanners and its stands'
-/// (`pole_id` is set on both); the venue's is its gates. Rows only where
-/// entries > 0 (grouping guarantees it).
-const FOOTFALL_HOURLY: &str = "
-CREATE VIEW footfall_hourly AS
-WITH entries AS (
-    SELECT local_day, local_hour, badge, zone_kind, zone_id, pole_id
-    FROM scans WHERE direction = 'in'
-)
-SELECT local_day, local_hour, 'venue' AS level, (SELECT venue_id FROM venue) AS zone_id,
-       count(*) AS entries, count(DISTINCT badge) AS visitors
-FROM entries WHERE zone_kind = 'gate' GROUP BY local_day, local_hour
-UNION ALL
-SELECT local_day, local_hour, 'pole', pole_id,
-       count(*), count(DISTINCT badge)
-FROM entries WHERE pole_id IS NOT NULL GROUP BY local_day, local_hour, pole_id
-UNION ALL
-SELECT local_day, local_hour, 'stand', zone_id,
-       count(*), count(DISTINCT badge)
-FROM entries WHERE zone_kind = 'stand' GROUP BY local_day, local_hour, zone_id
-UNION ALL
-SELECT local_day, local_hour, 'room', zone_id,
-       count(*), count(DISTINCT badge)
-FROM entries WHERE zone_kind = 'room' GROUP BY local_day, local_hour, zone_id
-";
 
 /// How a view is made.
 enum View {
     /// A `CREATE VIEW` statement.
     Sql(&'static str),
+    /// `footfall_hourly`, counted by its operator (DataFusion's distinct
+    /// counts held every group's badges at once).
+    Hourly,
     /// `stand_visits`, walked by its operator (SQL paid per badge-day
     /// partition, several times the sort).
     StandVisits,
@@ -57,7 +28,7 @@ enum View {
 
 /// Every view, in creation order (a view may use the ones before it).
 const VIEWS: &[(&str, View)] = &[
-    ("footfall_hourly", View::Sql(FOOTFALL_HOURLY)),
+    ("footfall_hourly", View::Hourly),
     ("stand_visits", View::StandVisits),
     (
         "session_attendance",
@@ -91,6 +62,7 @@ pub async fn register(ctx: &SessionContext, config: &QueryConfig) -> Result<()> 
     for (name, view) in VIEWS {
         let made = match view {
             View::Sql(sql) => ctx.sql(sql).await.map(|_| ()),
+            View::Hourly => hourly::register(ctx).await,
             View::StandVisits => stand_visits::register(ctx, config.stand_visit_dwell_cap_s).await,
             View::PoleMoves => pole_moves::register(ctx).await,
         };

@@ -1,0 +1,744 @@
+//! `footfall_hourly` counted by day (`super::by_day`).
+//!
+//! As SQL (`views/footfall_hourly.sql`, the specification the tests hold it
+//! to) each level was a `count(DISTINCT badge)` grouping of DataFusion's:
+//! at 50 million scans the pole level alone kept a set of badge strings per
+//! group on each core and shipped 220 MB of them to a final aggregate that
+//! asked the pool for 264 MB at once. Here a day (or a part of one by badge
+//! hash) is read on its own, its badges numbered in the day, and each `in`
+//! scan counted under a 64-bit key: (level, local hour, zone, badge
+//! number). The keys' count is the entries, their number the visitors.
+//! Parts of a day hold disjoint badges, so the view sums the rows of a
+//! group over them.
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    TimestampSecondArray,
+};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Schema, SchemaRef, TimeUnit, TimestampSecondType,
+};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::functions_aggregate::expr_fn::sum;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::prelude::{SessionContext, col};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, LazyLock};
+
+use super::by_day::{DayPlan, DayRelation, DayTable, DayWork, Step};
+use super::sequence::text;
+use super::share::{Dictionary, Split};
+
+/// The levels of `footfall_hourly`, in the order of their key bits.
+const LEVELS: [&str; 4] = ["venue", "pole", "stand", "room"];
+const VENUE: usize = 0;
+const POLE: usize = 1;
+const STAND: usize = 2;
+const ROOM: usize = 3;
+
+/// What a read row is reckoned to hold: a key and its count in the map
+/// with the map's slack, for each of the two levels a stand scan counts in.
+const ROW_ESTIMATE: u64 = 48;
+
+/// The most (local day, local hour) pairs a share counts: a day has 25 at
+/// most; a table read as one share (the tests') has all its days.
+const MAX_SLOTS: usize = 1 << 14;
+
+/// The relation's columns: `footfall_hourly`'s, a row per share of a day.
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("local_day", DataType::Date32, false),
+        Field::new(
+            "local_hour",
+            DataType::Timestamp(TimeUnit::Second, None),
+            false,
+        ),
+        Field::new("level", DataType::Utf8, false),
+        Field::new("zone_id", DataType::Utf8, true),
+        Field::new("entries", DataType::Int64, false),
+        Field::new("visitors", DataType::Int64, false),
+    ]))
+});
+
+/// Registers `footfall_hourly` over the context's `scans` and `venue`
+/// (read once: the venue does not change while the server runs).
+pub async fn register(ctx: &SessionContext) -> Result<()> {
+    let scans = ctx.table_provider("scans").await?;
+    let mut venue_id = None;
+    for batch in ctx
+        .table("venue")
+        .await?
+        .select_columns(&["venue_id"])?
+        .collect()
+        .await?
+    {
+        let ids = text(&batch, 0)?;
+        if venue_id.is_none() && !ids.is_empty() && ids.is_valid(0) {
+            venue_id = Some(ids.value(0).to_owned());
+        }
+    }
+    let counts = DayTable::new(scans, Arc::new(Hourly { venue_id }));
+    // A group's rows from the parts of a split day, summed.
+    let view = ctx
+        .read_table(Arc::new(counts))?
+        .aggregate(
+            vec![
+                col("local_day"),
+                col("local_hour"),
+                col("level"),
+                col("zone_id"),
+            ],
+            vec![
+                sum(col("entries")).alias("entries"),
+                sum(col("visitors")).alias("visitors"),
+            ],
+        )?
+        .into_view();
+    ctx.register_table("footfall_hourly", view)?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Hourly {
+    /// The venue level's `zone_id`.
+    venue_id: Option<String>,
+}
+
+/// The levels `filter` keeps, if it says (`level = 'x'`, `level IN (...)`,
+/// or either of two such: DataFusion writes a short `IN` list as `OR`s).
+fn levels_kept(filter: &Expr) -> Option<[bool; 4]> {
+    let is_level = |e: &Expr| matches!(e, Expr::Column(c) if c.name == "level");
+    let text = |e: &Expr| match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    let names: Vec<String> = match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => {
+            let (left, right) = (levels_kept(left)?, levels_kept(right)?);
+            return Some(std::array::from_fn(|i| left[i] || right[i]));
+        }
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Eq,
+            right,
+        }) => match (is_level(left), is_level(right)) {
+            (true, false) => vec![text(right)?],
+            (false, true) => vec![text(left)?],
+            _ => return None,
+        },
+        Expr::InList(list) if !list.negated && is_level(&list.expr) => {
+            list.list.iter().map(text).collect::<Option<_>>()?
+        }
+        _ => return None,
+    };
+    Some(LEVELS.map(|level| names.iter().any(|n| n == level)))
+}
+
+impl DayRelation for Hourly {
+    fn schema(&self) -> SchemaRef {
+        SCHEMA.clone()
+    }
+
+    fn filter_pushdown(&self, filter: &Expr) -> TableProviderFilterPushDown {
+        match levels_kept(filter) {
+            Some(_) => TableProviderFilterPushDown::Inexact,
+            None => TableProviderFilterPushDown::Unsupported,
+        }
+    }
+
+    fn plan(&self, filters: &[Expr]) -> Result<Arc<dyn DayPlan>> {
+        let mut levels = [true; 4];
+        for kept in filters.iter().filter_map(levels_kept) {
+            for (level, kept) in levels.iter_mut().zip(kept) {
+                *level &= kept;
+            }
+        }
+        Ok(Arc::new(HourlyPlan {
+            levels,
+            venue_id: self.venue_id.clone(),
+        }))
+    }
+}
+
+/// The levels a scan counts.
+#[derive(Debug)]
+struct HourlyPlan {
+    levels: [bool; 4],
+    venue_id: Option<String>,
+}
+
+impl HourlyPlan {
+    /// Whether `zone_kind` and `zone_id` are needed.
+    fn by_zone(&self) -> bool {
+        self.levels[VENUE] || self.levels[STAND] || self.levels[ROOM]
+    }
+}
+
+impl DayPlan for HourlyPlan {
+    fn describe(&self) -> String {
+        let levels: Vec<_> = LEVELS
+            .iter()
+            .zip(self.levels)
+            .filter_map(|(name, counted)| counted.then_some(*name))
+            .collect();
+        format!("FootfallHourlyExec: levels=[{}]", levels.join(", "))
+    }
+
+    fn columns(&self) -> Vec<&'static str> {
+        let mut columns = vec!["local_day", "local_hour", "badge", "direction"];
+        if self.by_zone() {
+            columns.extend(["zone_kind", "zone_id"]);
+        }
+        if self.levels[POLE] {
+            columns.push("pole_id");
+        }
+        columns
+    }
+
+    fn row_bytes(&self) -> u64 {
+        ROW_ESTIMATE
+    }
+
+    fn work(
+        &self,
+        input: &SchemaRef,
+        _batch_size: usize,
+        _metrics: &ExecutionPlanMetricsSet,
+        _partition: usize,
+    ) -> Result<Box<dyn DayWork>> {
+        let at = |name: &str| input.index_of(name).ok();
+        let need = |name: &str| {
+            at(name).ok_or_else(|| {
+                DataFusionError::Internal(format!("footfall_hourly reads {name}, not in {input}"))
+            })
+        };
+        Ok(Box::new(Counts {
+            levels: self.levels,
+            venue_id: self.venue_id.clone(),
+            local_day: need("local_day")?,
+            local_hour: need("local_hour")?,
+            badge: need("badge")?,
+            direction: need("direction")?,
+            zone_kind: at("zone_kind"),
+            zone_id: at("zone_id"),
+            pole_id: at("pole_id"),
+            share: None,
+        }))
+    }
+}
+
+/// One partition's counting: the share being counted, with where its
+/// columns are.
+struct Counts {
+    levels: [bool; 4],
+    venue_id: Option<String>,
+    local_day: usize,
+    local_hour: usize,
+    badge: usize,
+    direction: usize,
+    zone_kind: Option<usize>,
+    zone_id: Option<usize>,
+    pole_id: Option<usize>,
+    share: Option<ShareCounts>,
+}
+
+/// A share's counts: for each (level, local hour, zone), its `in` scans
+/// and the badges among them.
+struct ShareCounts {
+    split: Split,
+    badges: Dictionary,
+    zones: Dictionary,
+    /// (local_day, local_hour) by their number in the share.
+    slots: Vec<(i32, i64)>,
+    last_slot: usize,
+    /// The groups, and where each is: by slot, then by zone and level
+    /// (`zone * 4 + level`), [`NO_GROUP`] where there is none.
+    groups: Vec<Group>,
+    index: Vec<Vec<u32>>,
+    /// The codes of the poles, looked up before `zones`: a venue has a
+    /// few, and comparing a scan's to each is quicker than hashing it.
+    poles: Vec<(Box<str>, u16)>,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+/// The most poles looked up in [`ShareCounts::poles`].
+const FEW_POLES: usize = 16;
+
+/// A group's entries and distinct badges.
+struct Group {
+    key: u32,
+    entries: i64,
+    visitors: i64,
+    badges: BadgeSet,
+}
+
+/// Badge numbers, in a hash set while they are few, and as bits past
+/// [`BITS_PAST`] of the share's badges (a pole's hour holds a sizeable share
+/// of the day's visitors, a stand's hour a few hundred).
+enum BadgeSet {
+    Few(HashSet<u32, BuildHasherDefault<Mixed>>),
+    Bits(Vec<u64>),
+}
+
+/// A group's set of badge numbers turns to bits when it holds more than
+/// this share of the badges numbered so far (then a bit per badge costs no
+/// more than the set's 5 to 9 bytes per entry), and more than [`FEW`].
+const BITS_PAST: usize = 64;
+/// So that the groups of a share's first hour, when few badges are
+/// numbered, do not all turn to bits that grow with the day.
+const FEW: usize = 512;
+
+impl Group {
+    /// Counts an entry of badge number `badge`, of `numbered` so far.
+    fn count(&mut self, badge: u32, numbered: usize) {
+        self.entries += 1;
+        let new = match &mut self.badges {
+            BadgeSet::Few(set) => {
+                let new = set.insert(badge);
+                if set.len() > (numbered / BITS_PAST).max(FEW) {
+                    let mut bits = vec![0; numbered.div_ceil(64)];
+                    for &b in set.iter() {
+                        bits[b as usize / 64] |= 1 << (b % 64);
+                    }
+                    self.badges = BadgeSet::Bits(bits);
+                }
+                new
+            }
+            BadgeSet::Bits(bits) => {
+                let (word, bit) = (badge as usize / 64, 1 << (badge % 64));
+                if word >= bits.len() {
+                    bits.resize(numbered.div_ceil(64).max(word + 1), 0);
+                }
+                let new = bits[word] & bit == 0;
+                bits[word] |= bit;
+                new
+            }
+        };
+        self.visitors += i64::from(new);
+    }
+
+    fn bytes(&self) -> usize {
+        size_of::<Self>()
+            + match &self.badges {
+                BadgeSet::Few(set) => set.capacity() * (size_of::<u32>() + 1),
+                BadgeSet::Bits(bits) => bits.capacity() * size_of::<u64>(),
+            }
+    }
+}
+
+impl ShareCounts {
+    /// The number of (`day`, `hour`), the last one found looked at first
+    /// (a file's rows come by time).
+    fn slot(&mut self, day: i32, hour: i64) -> Result<u32> {
+        if self.slots.get(self.last_slot) == Some(&(day, hour)) {
+            return Ok(self.last_slot as u32);
+        }
+        if let Some(n) = self.slots.iter().position(|s| *s == (day, hour)) {
+            self.last_slot = n;
+            return Ok(n as u32);
+        }
+        if self.slots.len() == MAX_SLOTS {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "footfall_hourly counts at most {MAX_SLOTS} local hours in a share of scans"
+            )));
+        }
+        self.slots.push((day, hour));
+        self.index.push(Vec::new());
+        self.last_slot = self.slots.len() - 1;
+        Ok(self.last_slot as u32)
+    }
+
+    fn count(&mut self, level: usize, slot: u32, zone: u16, badge: u32) {
+        let at = usize::from(zone) * LEVELS.len() + level;
+        let slot_index = &mut self.index[slot as usize];
+        if at >= slot_index.len() {
+            slot_index.resize(at + 1, NO_GROUP);
+        }
+        if slot_index[at] == NO_GROUP {
+            slot_index[at] = self.groups.len() as u32;
+            self.groups.push(Group {
+                key: (level as u32) << 30 | slot << 16 | u32::from(zone),
+                entries: 0,
+                visitors: 0,
+                badges: BadgeSet::Few(HashSet::default()),
+            });
+        }
+        let group = slot_index[at] as usize;
+        self.groups[group].count(badge, self.badges.len());
+    }
+
+    /// The code of pole `pole` in `zones`.
+    fn pole(&mut self, pole: &str) -> Result<u16> {
+        if let Some((_, code)) = self.poles.iter().find(|(p, _)| **p == *pole) {
+            return Ok(*code);
+        }
+        let code = self.zones.code(pole, "pole_id")?;
+        if self.poles.len() < FEW_POLES {
+            self.poles.push((pole.into(), code));
+        }
+        Ok(code)
+    }
+
+    /// A row per group: its entries and visitors.
+    fn rows(&self, venue_id: Option<&str>) -> Result<RecordBatch> {
+        let n = self.groups.len();
+        let mut days = Vec::with_capacity(n);
+        let mut hours = Vec::with_capacity(n);
+        let mut levels = Vec::with_capacity(n);
+        let mut zones = Vec::with_capacity(n);
+        for group in &self.groups {
+            let level = (group.key >> 30) as usize;
+            let (day, hour) = self.slots[(group.key >> 16) as usize & (MAX_SLOTS - 1)];
+            days.push(day);
+            hours.push(hour);
+            levels.push(LEVELS[level]);
+            zones.push(match level {
+                VENUE => venue_id,
+                _ => Some(self.zones.name(group.key & 0xffff)),
+            });
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Date32Array::from(days)),
+            Arc::new(TimestampSecondArray::from(hours)),
+            Arc::new(StringArray::from(levels)),
+            Arc::new(StringArray::from(zones)),
+            Arc::new(Int64Array::from_iter_values(
+                self.groups.iter().map(|g| g.entries),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                self.groups.iter().map(|g| g.visitors),
+            )),
+        ];
+        Ok(RecordBatch::try_new(SCHEMA.clone(), columns)?)
+    }
+
+    fn bytes(&self) -> usize {
+        self.groups.iter().map(Group::bytes).sum::<usize>()
+            + self
+                .index
+                .iter()
+                .map(|i| i.capacity() * size_of::<u32>())
+                .sum::<usize>()
+            + self.badges.bytes()
+            + self.zones.bytes()
+            + self.slots.capacity() * size_of::<(i32, i64)>()
+    }
+}
+
+impl DayWork for Counts {
+    fn begin(&mut self, split: Split, _rows: usize) -> Result<()> {
+        self.share = Some(ShareCounts {
+            split,
+            badges: Dictionary::default(),
+            zones: Dictionary::default(),
+            slots: Vec::new(),
+            last_slot: 0,
+            groups: Vec::new(),
+            index: Vec::new(),
+            poles: Vec::new(),
+        });
+        Ok(())
+    }
+
+    fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        let share = self.share.as_mut().ok_or_else(|| {
+            DataFusionError::Internal("footfall_hourly is given rows outside a share".into())
+        })?;
+        for i in [self.local_day, self.local_hour, self.badge, self.direction] {
+            if batch.column(i).null_count() > 0 {
+                return Err(DataFusionError::Internal(format!(
+                    "footfall_hourly's input has nulls in {}",
+                    batch.schema().field(i).name()
+                )));
+            }
+        }
+        let days = batch.column(self.local_day).as_primitive::<Date32Type>();
+        let hours = batch
+            .column(self.local_hour)
+            .as_primitive_opt::<TimestampSecondType>()
+            .ok_or_else(|| {
+                DataFusionError::Internal("footfall_hourly reads local_hour in seconds".into())
+            })?;
+        let badges = text(batch, self.badge)?;
+        let directions = text(batch, self.direction)?;
+        let optional = |i: Option<usize>| i.map(|i| text(batch, i)).transpose();
+        let (kinds, zone_ids, poles) = (
+            optional(self.zone_kind)?,
+            optional(self.zone_id)?,
+            optional(self.pole_id)?,
+        );
+        let by_zone = |level: usize| match (&kinds, &zone_ids) {
+            (Some(kinds), Some(zones)) if self.levels[level] => Some((kinds, zones)),
+            _ => None,
+        };
+        let (venue, stand, room) = (by_zone(VENUE), by_zone(STAND), by_zone(ROOM));
+        let poles = poles.as_ref().filter(|_| self.levels[POLE]);
+        for i in 0..batch.num_rows() {
+            if directions.value(i) != "in" {
+                continue;
+            }
+            let badge = badges.value(i);
+            if !share.split.holds(badge) {
+                continue;
+            }
+            let kind = kinds.as_ref().filter(|k| k.is_valid(i)).map(|k| k.value(i));
+            let counted_by_kind = match kind {
+                Some("gate") => venue.map(|_| (VENUE, None)),
+                Some("stand") => stand.map(|(_, zones)| (STAND, Some(zones))),
+                Some("room") => room.map(|(_, zones)| (ROOM, Some(zones))),
+                _ => None,
+            };
+            let pole = poles.filter(|p| p.is_valid(i)).map(|p| p.value(i));
+            if counted_by_kind.is_none() && pole.is_none() {
+                continue;
+            }
+            let slot = share.slot(days.value(i), hours.value(i))?;
+            let number = share.badges.number(badge)?;
+            if let Some((level, zones)) = counted_by_kind {
+                let zone = match zones {
+                    Some(zones) if zones.is_valid(i) => {
+                        share.zones.code(zones.value(i), "zone_id")?
+                    }
+                    // `zone_id` is never null in `scans`; the venue's zone is its id.
+                    _ => 0,
+                };
+                share.count(level, slot, zone, number);
+            }
+            if let Some(pole) = pole {
+                let zone = share.pole(pole)?;
+                share.count(POLE, slot, zone, number);
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes(&self) -> usize {
+        self.share.as_ref().map_or(0, ShareCounts::bytes)
+    }
+
+    fn step(&mut self) -> Result<Step> {
+        let Some(share) = self.share.take() else {
+            return Ok(Step::Done);
+        };
+        let rows = share.rows(self.venue_id.as_deref())?;
+        Ok(match rows.num_rows() {
+            0 => Step::Done,
+            _ => Step::Emit(rows),
+        })
+    }
+
+    fn end(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(None)
+    }
+}
+
+/// Mixes a key's bits by a folded multiply, so that a map's bucket and
+/// control bits depend on all of them (badge numbers and group keys differ
+/// mostly in their low bits).
+#[derive(Default)]
+struct Mixed(u64);
+
+impl Hasher for Mixed {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        let product = u128::from(word ^ self.0) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::stand_visits::tests::{in_event_table, rows, scan_partitions, scans};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionConfig;
+
+    /// The view as SQL: the specification the operator must match.
+    const SPEC: &str = include_str!("views/footfall_hourly.sql");
+
+    /// The questions both must answer alike: every row, each level on its
+    /// own (the operator then counts only that level), and a day.
+    const QUESTIONS: [&str; 5] = [
+        "SELECT * FROM {v} ORDER BY local_day, local_hour, level, zone_id",
+        "SELECT local_hour, zone_id, entries, visitors FROM {v} WHERE level = 'pole' ORDER BY 1, 2",
+        "SELECT * FROM {v} WHERE level IN ('stand', 'room') ORDER BY local_day, local_hour, level, zone_id",
+        "SELECT local_hour, entries, visitors FROM {v} WHERE level = 'venue' AND local_day = DATE '2026-02-17' ORDER BY 1",
+        "SELECT level, sum(entries) AS e, sum(visitors) AS v, count(*) AS n FROM {v} GROUP BY level ORDER BY level",
+    ];
+
+    fn venue() -> Result<MemTable> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "venue_id",
+            DataType::Utf8,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec!["fair"]))],
+        )?;
+        MemTable::try_new(schema, vec![vec![batch]])
+    }
+
+    /// Registers the specification as `footfall_hourly_sql`.
+    async fn specification(ctx: &SessionContext) -> Result<()> {
+        ctx.sql(&SPEC.replace(
+            "CREATE VIEW footfall_hourly AS",
+            "CREATE VIEW footfall_hourly_sql AS",
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn fields(ctx: &SessionContext, view: &str) -> Result<Vec<(String, DataType)>> {
+        let schema = ctx.table(view).await?.schema().as_arrow().clone();
+        Ok(schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect())
+    }
+
+    async fn same_answers(ctx: &SessionContext, spec: &SessionContext, case: &str) -> Result<()> {
+        for query in QUESTIONS {
+            let got = rows(ctx, &query.replace("{v}", "footfall_hourly")).await?;
+            let want = rows(spec, &query.replace("{v}", "footfall_hourly_sql")).await?;
+            assert_eq!(got, want, "{case}: {query}");
+        }
+        Ok(())
+    }
+
+    /// Over a table read as one share: 12 badges (sets), then 3,000 (a
+    /// pole's hour past 512 badges turns to bits); in tiny batches over
+    /// three partitions.
+    #[tokio::test]
+    async fn the_operator_gives_the_rows_of_the_sql_specification() -> Result<()> {
+        for (seed, n, badges) in [(1, 1500, 12), (2, 3000, 12), (3, 0, 12), (4, 40_000, 3000)] {
+            let config = SessionConfig::new()
+                .with_target_partitions(3)
+                .with_batch_size(16);
+            let ctx = SessionContext::new_with_config(config);
+            let (schema, partitions) = scan_partitions(0xb0b5_1e55 ^ seed, n, badges)?;
+            ctx.register_table("scans", Arc::new(MemTable::try_new(schema, partitions)?))?;
+            ctx.register_table("venue", Arc::new(venue()?))?;
+            register(&ctx).await?;
+            specification(&ctx).await?;
+
+            // Names and types: the operator's sums are nullable, the
+            // specification's counts are not.
+            assert_eq!(
+                fields(&ctx, "footfall_hourly").await?,
+                fields(&ctx, "footfall_hourly_sql").await?,
+                "schema"
+            );
+            same_answers(&ctx, &ctx, &format!("seed {seed}")).await?;
+            if n > 0 {
+                let levels = rows(
+                    &ctx,
+                    "SELECT DISTINCT level FROM footfall_hourly ORDER BY 1",
+                )
+                .await?;
+                for level in LEVELS {
+                    assert!(
+                        levels.contains(level),
+                        "seed {seed} has no {level}: {levels}"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A group's set of badges turns to bits past [`FEW`] badges while the
+    /// share numbers more, and counts each badge once either way.
+    #[test]
+    fn a_group_counts_each_badge_once_as_a_set_and_as_bits() {
+        let mut group = Group {
+            key: 0,
+            entries: 0,
+            visitors: 0,
+            badges: BadgeSet::Few(HashSet::default()),
+        };
+        // Badges numbered as they come, then all of them again twice.
+        for badge in 0..3000 {
+            group.count(badge, badge as usize + 1);
+            if badge as usize == FEW - 1 {
+                assert!(matches!(group.badges, BadgeSet::Few(_)), "bits at {badge}");
+            }
+        }
+        assert!(matches!(group.badges, BadgeSet::Bits(_)));
+        for badge in (0..3000).rev().chain(0..3000) {
+            group.count(badge, 3000);
+        }
+        assert_eq!((group.entries, group.visitors), (9000, 3000));
+    }
+
+    /// The plan counts only the levels a filter keeps.
+    #[tokio::test]
+    async fn a_filter_on_level_counts_only_that_level() -> Result<()> {
+        let ctx = SessionContext::new();
+        ctx.register_table("scans", Arc::new(scans(5, 100)?))?;
+        ctx.register_table("venue", Arc::new(venue()?))?;
+        register(&ctx).await?;
+        for (filter, shown) in [
+            ("level = 'pole'", "levels=[pole]"),
+            ("level IN ('room', 'venue')", "levels=[venue, room]"),
+            ("'stand' = level AND entries > 1", "levels=[stand]"),
+            ("entries > 1", "levels=[venue, pole, stand, room]"),
+        ] {
+            let plan = rows(
+                &ctx,
+                &format!("EXPLAIN SELECT * FROM footfall_hourly WHERE {filter}"),
+            )
+            .await?;
+            assert!(plan.contains(shown), "{filter}: {plan}");
+        }
+        Ok(())
+    }
+
+    /// Read from the event table one day at a time, each day in parts by
+    /// badge hash (the pool allows 14,563 rows a share, a day has about
+    /// 20,000), the view gives the specification's rows: a group's rows
+    /// from the parts are summed.
+    #[tokio::test]
+    async fn counted_by_day_and_in_parts_it_gives_the_rows_of_the_specification() -> Result<()> {
+        let (schema, partitions) = scan_partitions(0x5eed, 60_000, 2000)?;
+        let config = SessionConfig::new()
+            .with_target_partitions(3)
+            .with_batch_size(256);
+        let spec = SessionContext::new_with_config(config.clone());
+        spec.register_table(
+            "scans",
+            Arc::new(MemTable::try_new(schema, partitions.clone())?),
+        )?;
+        spec.register_table("venue", Arc::new(venue()?))?;
+        specification(&spec).await?;
+
+        let ctx = in_event_table(&partitions, config)?;
+        ctx.register_table("venue", Arc::new(venue()?))?;
+        register(&ctx).await?;
+
+        let plan = rows(&ctx, "EXPLAIN SELECT * FROM footfall_hourly").await?;
+        assert!(plan.contains("inputs=3, shares=6"), "{plan}");
+        same_answers(&ctx, &spec, "by day, in parts").await
+    }
+}
