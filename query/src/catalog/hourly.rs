@@ -5,11 +5,11 @@
 //! at 50 million scans the pole level alone kept a set of badge strings per
 //! group on each core and shipped 220 MB of them to a final aggregate that
 //! asked the pool for 264 MB at once. Here a day (or a part of one by badge
-//! hash) is read on its own, its badges numbered in the day, and each `in`
-//! scan counted under a 64-bit key: (level, local hour, zone, badge
-//! number). The keys' count is the entries, their number the visitors.
-//! Parts of a day hold disjoint badges, so the view sums the rows of a
-//! group over them.
+//! hash) is read on its own and its badges numbered in the day; each group
+//! (level, local hour, zone) counts its `in` scans and keeps the numbers of
+//! its badges, in a small hash set while they are few and as a bit per
+//! badge of the day past that. Parts of a day hold disjoint badges, so the
+//! view sums the rows of a group over them.
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Date32Array, Int64Array, RecordBatch, StringArray,
@@ -39,8 +39,9 @@ const POLE: usize = 1;
 const STAND: usize = 2;
 const ROOM: usize = 3;
 
-/// What a read row is reckoned to hold: a key and its count in the map
-/// with the map's slack, for each of the two levels a stand scan counts in.
+/// What a read row is reckoned to hold, to decide how many parts a day
+/// needs: its badge's share of the day's numbering, and its place in the
+/// sets of the two groups a stand scan counts in (with the sets' slack).
 const ROW_ESTIMATE: u64 = 48;
 
 /// The most (local day, local hour) pairs a share counts: a day has 25 at
