@@ -9,8 +9,9 @@
 //! largest first; a day larger than a core's share of the memory pool is
 //! read in parts by badge hash, each part reading the day again.
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -36,6 +37,14 @@ use tokio::sync::mpsc::Sender;
 
 use super::event_table::EventTable;
 use super::share::Split;
+
+/// Column `i` of a share's input as plain strings (a scan may give them
+/// dictionary-encoded or as views).
+pub(super) fn text(batch: &RecordBatch, i: usize) -> Result<StringArray> {
+    Ok(cast(batch.column(i), &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
 
 /// A relation made of `scans` by day.
 pub(super) trait DayRelation: std::fmt::Debug + Send + Sync {

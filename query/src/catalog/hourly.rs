@@ -28,11 +28,11 @@ use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use super::by_day::{DayPlan, DayRelation, DayTable, DayWork, Step};
-use super::sequence::text;
+use super::by_day::{DayPlan, DayRelation, DayTable, DayWork, Step, text};
 use super::share::{Dictionary, Split};
 
-/// The levels of `footfall_hourly`, in the order of their key bits.
+/// The levels of `footfall_hourly`: a level's place indexes the plan's
+/// levels and a local hour's groups.
 const LEVELS: [&str; 4] = ["venue", "pole", "stand", "room"];
 const VENUE: usize = 0;
 const POLE: usize = 1;
@@ -68,19 +68,17 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// (read once: the venue does not change while the server runs).
 pub async fn register(ctx: &SessionContext) -> Result<()> {
     let scans = ctx.table_provider("scans").await?;
-    let mut venue_id = None;
-    for batch in ctx
+    let venue = ctx
         .table("venue")
         .await?
         .select_columns(&["venue_id"])?
         .collect()
-        .await?
-    {
-        let ids = text(&batch, 0)?;
-        if venue_id.is_none() && !ids.is_empty() && ids.is_valid(0) {
-            venue_id = Some(ids.value(0).to_owned());
-        }
+        .await?;
+    let venue_id = match venue.iter().find(|batch| batch.num_rows() > 0) {
+        Some(batch) => Some(text(batch, 0)?).filter(|ids| ids.is_valid(0)),
+        None => None,
     }
+    .map(|ids| ids.value(0).to_owned());
     let counts = DayTable::new(scans, Arc::new(Hourly { venue_id }));
     // A group's rows from the parts of a split day, summed.
     let view = ctx
@@ -276,7 +274,9 @@ const FEW_POLES: usize = 16;
 
 /// A group's entries and distinct badges.
 struct Group {
-    key: u32,
+    level: usize,
+    slot: u32,
+    zone: u16,
     entries: i64,
     visitors: i64,
     badges: BadgeSet,
@@ -367,7 +367,9 @@ impl ShareCounts {
         if slot_index[at] == NO_GROUP {
             slot_index[at] = self.groups.len() as u32;
             self.groups.push(Group {
-                key: (level as u32) << 30 | slot << 16 | u32::from(zone),
+                level,
+                slot,
+                zone,
                 entries: 0,
                 visitors: 0,
                 badges: BadgeSet::Few(HashSet::default()),
@@ -397,14 +399,13 @@ impl ShareCounts {
         let mut levels = Vec::with_capacity(n);
         let mut zones = Vec::with_capacity(n);
         for group in &self.groups {
-            let level = (group.key >> 30) as usize;
-            let (day, hour) = self.slots[(group.key >> 16) as usize & (MAX_SLOTS - 1)];
+            let (day, hour) = self.slots[group.slot as usize];
             days.push(day);
             hours.push(hour);
-            levels.push(LEVELS[level]);
-            zones.push(match level {
+            levels.push(LEVELS[group.level]);
+            zones.push(match group.level {
                 VENUE => venue_id,
-                _ => Some(self.zones.name(group.key & 0xffff)),
+                _ => Some(self.zones.name(u32::from(group.zone))),
             });
         }
         let columns: Vec<ArrayRef> = vec![
@@ -542,9 +543,8 @@ impl DayWork for Counts {
     }
 }
 
-/// Mixes a key's bits by a folded multiply, so that a map's bucket and
-/// control bits depend on all of them (badge numbers and group keys differ
-/// mostly in their low bits).
+/// Mixes a badge number's bits by a folded multiply, so that a set's bucket
+/// and control bits depend on all of them (the numbers are consecutive).
 #[derive(Default)]
 struct Mixed(u64);
 
@@ -674,7 +674,9 @@ mod tests {
     #[test]
     fn a_group_counts_each_badge_once_as_a_set_and_as_bits() {
         let mut group = Group {
-            key: 0,
+            level: POLE,
+            slot: 0,
+            zone: 0,
             entries: 0,
             visitors: 0,
             badges: BadgeSet::Few(HashSet::default()),

@@ -15,7 +15,8 @@ use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table, text};
+use super::by_day::text;
+use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table};
 
 /// The column of `scans` the walk reads besides the sequence's.
 const COLUMNS: [&str; 1] = ["pole_id"];

@@ -9,9 +9,8 @@
 //! `scans` hash-partitioned by badge and day) spilled all of its input at
 //! 50 million scans.
 
-use arrow::array::{AsArray, RecordBatch, StringArray};
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 use datafusion::datasource::TableProvider;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
@@ -38,14 +37,6 @@ pub(super) const OWN: usize = EVENT_ID;
 /// day needs (a share's row is 28 bytes, plus its event id and its share
 /// of the dictionaries).
 const ROW_ESTIMATE: u64 = 64;
-
-/// Column `i` of a walk's input as plain strings (a scan may give them
-/// dictionary-encoded or as views).
-pub(super) fn text(batch: &RecordBatch, i: usize) -> Result<StringArray> {
-    Ok(cast(batch.column(i), &DataType::Utf8)?
-        .as_string::<i32>()
-        .clone())
-}
 
 /// One partition's walk over its sorted scans.
 pub(super) trait Walk: Send {

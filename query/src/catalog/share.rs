@@ -27,7 +27,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::sequence::{BADGE, EVENT_ID, LOCAL_DAY, TS, text};
+use super::by_day::text;
+use super::sequence::{BADGE, EVENT_ID, LOCAL_DAY, TS};
 
 /// Where a walk's own columns start in what it reads.
 const READ_OWN: usize = EVENT_ID + 1;

@@ -16,7 +16,8 @@ use datafusion::prelude::SessionContext;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table, text};
+use super::by_day::text;
+use super::sequence::{BADGE, LOCAL_DAY, OWN, TS, Walk, Walker, sequence_table};
 
 /// The columns of `scans` the walk reads besides the sequence's.
 const COLUMNS: [&str; 4] = ["zone_kind", "stand_id", "pole_id", "direction"];
