@@ -469,7 +469,7 @@ mod tests {
             match sub.poll(1000, Duration::from_millis(50)).await.unwrap() {
                 Polled::Records(r) if r.is_empty() => return all,
                 Polled::Records(r) => all.extend(r),
-                Polled::Assigned(_) | Polled::Revoked(_) => {}
+                Polled::Assigned(_) | Polled::Revoked(_) | Polled::Joining => {}
             }
         }
     }
@@ -582,7 +582,7 @@ mod tests {
                         log.append(batch(2500, 400)).await.unwrap();
                     }
                 }
-                Polled::Assigned(_) | Polled::Revoked(_) => {}
+                Polled::Assigned(_) | Polled::Revoked(_) | Polled::Joining => {}
             }
         }
         let expected: Vec<Vec<u8>> = (0..2900).map(|i| i.to_string().into_bytes()).collect();

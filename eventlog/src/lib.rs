@@ -138,8 +138,13 @@ pub enum Polled {
     Assigned(Vec<Stream>),
     /// These streams are leaving this reader: it should checkpoint them now.
     Revoked(Vec<Stream>),
-    /// Records in offset order within each stream (possibly none).
+    /// Records in offset order within each stream. None means the streams
+    /// this reader holds are read to their end.
     Records(Vec<Delivered>),
+    /// The reader holds no assignment yet: its group is forming, or
+    /// rebalancing between a revocation and the next assignment. Nothing is
+    /// read, and the log is not known to be read to its end.
+    Joining,
 }
 
 #[async_trait]

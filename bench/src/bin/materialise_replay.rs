@@ -168,7 +168,7 @@ async fn read(work: &Path) -> anyhow::Result<(Vec<Delivered>, serde_json::Value)
         match sub.poll(max, Duration::ZERO).await? {
             Polled::Records(r) if r.is_empty() => break,
             Polled::Records(r) => records.extend(r),
-            Polled::Assigned(_) | Polled::Revoked(_) => {}
+            Polled::Assigned(_) | Polled::Revoked(_) | Polled::Joining => {}
         }
         polls += 1;
     }

@@ -106,7 +106,7 @@ mod tests {
                         .filter(|d| d.stream.topic == Topic::Rejected)
                         .map(|d| (d.offset, d.value)),
                 ),
-                Polled::Assigned(_) | Polled::Revoked(_) => {}
+                Polled::Assigned(_) | Polled::Revoked(_) | Polled::Joining => {}
             }
         }
     }

@@ -52,6 +52,9 @@ struct GroupState {
     changes: VecDeque<Change>,
     /// Partitions this member reads, with the next offset it expects.
     owned: HashMap<Stream, i64>,
+    /// The group has assigned this member its partitions (perhaps none) and
+    /// not revoked them since.
+    assigned: bool,
     /// A revocation is waiting for us to call `unassign`.
     release_pending: bool,
     /// The subscription is being dropped: release at once.
@@ -119,6 +122,7 @@ impl GroupContext {
         );
         let mut state = self.state();
         state.owned = owned;
+        state.assigned = true;
         if !streams.is_empty() {
             state.changes.push_back(Change::Assigned(streams));
         }
@@ -131,6 +135,7 @@ impl GroupContext {
         let mut state = self.state();
         // Eager: nothing stays assigned after a revocation.
         state.owned.clear();
+        state.assigned = false;
         if state.closing || streams.is_empty() {
             drop(state);
             release(consumer);
@@ -185,6 +190,7 @@ impl ConsumerContext for GroupContext {
                 // reader must drop what it owned, like a revocation.
                 tracing::warn!(error = ?other, "kafka group rebalance error");
                 let mut state = self.state();
+                state.assigned = false;
                 let mut lost: Vec<Stream> = state.owned.drain().map(|(s, _)| s).collect();
                 lost.sort();
                 if !lost.is_empty() {
@@ -381,6 +387,9 @@ impl crate::Subscription for KafkaSubscription {
             }
             if let Some(change) = self.next_change() {
                 return Ok(change);
+            }
+            if !self.context().state().assigned {
+                return Ok(Polled::Joining);
             }
         }
         Ok(Polled::Records(records))

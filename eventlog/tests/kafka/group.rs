@@ -100,6 +100,14 @@ fn spawn_reader(
                         shared.seen.lock().unwrap().push((name, d));
                     }
                 }
+                // Between a revocation and the next assignment: nothing held.
+                Ok(Polled::Joining) if !positions.is_empty() => {
+                    shared.violations.lock().unwrap().push(format!(
+                        "{name} joining while it holds {:?}",
+                        positions.keys().collect::<Vec<_>>()
+                    ))
+                }
+                Ok(Polled::Joining) => {}
                 Err(e) => shared
                     .violations
                     .lock()

@@ -122,7 +122,12 @@ async fn read(sub: &mut Box<dyn Subscription>, want: usize) -> (BTreeSet<Stream>
         {
             Polled::Assigned(s) => assigned.extend(s),
             Polled::Revoked(s) => panic!("unexpected revocation of {s:?}"),
+            // An empty read would tell the materialiser it is caught up.
+            Polled::Records(r) if assigned.is_empty() && r.is_empty() => {
+                panic!("an empty read before the group assigned any partition")
+            }
             Polled::Records(r) => got.extend(r),
+            Polled::Joining => assert!(assigned.is_empty(), "joining after the assignment"),
         }
     }
     match sub

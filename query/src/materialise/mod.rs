@@ -234,6 +234,9 @@ impl Materialiser {
                     }
                     reached_end = Some(records.is_empty());
                 }
+                // Before the group has given this reader its streams, an
+                // empty read says nothing of the log's end: not caught up.
+                Ok(Polled::Joining) => reached_end = Some(false),
                 Err(e) => {
                     self.metrics.log_errors.inc();
                     tracing::warn!(error = %e, "reading the event log failed; retrying");
