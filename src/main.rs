@@ -6,6 +6,15 @@ use clap::{Parser, Subcommand};
 use footfall::cli;
 use footfall::server::Role;
 
+/// jemalloc, with background threads that give freed pages back to the system
+/// (`.cargo/config.toml` sets how soon). glibc's malloc kept what SQL had
+/// freed in its per-thread arenas: at the 50-million-scan week the query
+/// service, 0.75 GiB at rest, stayed at 1.5 GiB between questions and reached
+/// 2.05 GiB answering them; under jemalloc it stays at 1.0 to 1.2 GiB and
+/// reached 1.77 GiB, no slower (`bench/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "footfall",
