@@ -21,7 +21,7 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryRese
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
 use datafusion::physical_plan::metrics::{
     BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet,
 };
@@ -435,6 +435,10 @@ impl Job {
     /// dropped.
     async fn run(mut self, tx: Sender<Result<RecordBatch>>) -> Result<()> {
         for (input, of) in std::mem::take(&mut self.shares) {
+            // A fresh copy each share: a Parquet scan keeps, per plan, a
+            // queue of the files its partitions have still to read, so the
+            // second part of a day read from the same plan read nothing.
+            let input = reset_plan_states(input)?;
             self.work
                 .begin(of.split, usize::try_from(of.rows).unwrap_or(0))?;
             for partition in 0..input.output_partitioning().partition_count() {

@@ -272,7 +272,7 @@ impl Walk for VisitWalk {
 pub(super) mod tests {
     use super::*;
     use crate::catalog::event_table::EventTable;
-    use crate::snapshot::{SharedSnapshot, Snapshot};
+    use crate::snapshot::{SharedSnapshot, Snapshot, TableSnapshot};
     use crate::table_kind::TableKind;
     use arrow::array::{
         Date32Array, Int64Array, StringArray, TimestampMillisecondArray, TimestampSecondArray,
@@ -455,12 +455,38 @@ pub(super) mod tests {
         partitions: &[Vec<RecordBatch>],
         config: SessionConfig,
     ) -> Result<SessionContext> {
-        let mut snapshot = Snapshot::default();
-        snapshot.tables[TableKind::Scans.index()].batches = partitions
+        let scans = TableSnapshot {
+            files: Vec::new(),
+            batches: all_scans_columns(partitions)?,
+        };
+        event_table_context(scans, config)
+    }
+
+    /// The same with `partitions` in Parquet files under `dir`, written as a
+    /// flush writes them.
+    pub(in crate::catalog) fn in_event_files(
+        dir: &std::path::Path,
+        partitions: &[Vec<RecordBatch>],
+        config: SessionConfig,
+    ) -> Result<SessionContext> {
+        let scans = TableSnapshot {
+            files: crate::materialise::write_scans(dir, &all_scans_columns(partitions)?)?,
+            batches: Vec::new(),
+        };
+        event_table_context(scans, config)
+    }
+
+    fn all_scans_columns(partitions: &[Vec<RecordBatch>]) -> Result<Vec<RecordBatch>> {
+        partitions
             .iter()
             .flatten()
             .map(with_scans_columns)
-            .collect::<Result<_>>()?;
+            .collect()
+    }
+
+    fn event_table_context(scans: TableSnapshot, config: SessionConfig) -> Result<SessionContext> {
+        let mut snapshot = Snapshot::default();
+        snapshot.tables[TableKind::Scans.index()] = scans;
         let shared = Arc::new(SharedSnapshot::default());
         shared.set(snapshot);
         let runtime = RuntimeEnvBuilder::new()
@@ -490,21 +516,28 @@ pub(super) mod tests {
         spec.register_table("opening_hours", Arc::new(opening_hours()?))?;
         spec.sql(&SPEC.replace("{dwell_cap_s}", "600")).await?;
 
-        let ctx = in_event_table(&partitions, config)?;
-        ctx.register_table("opening_hours", Arc::new(opening_hours()?))?;
-        register(&ctx, 600).await?;
-
-        let plan = rows(&ctx, "EXPLAIN SELECT count(*) FROM stand_visits").await?;
-        assert!(plan.contains("inputs=3, shares=6"), "{plan}");
-        // Small answers: the operator's own pool is too small for a sort of
-        // every visit.
-        for query in [
-            "SELECT badge, local_day, count(*) AS n, sum(dwell_s) AS s, min(entered_at) AS e, max(left_at) AS l FROM {v} GROUP BY badge, local_day ORDER BY badge, local_day",
-            "SELECT closed_by, stand_id, count(*) AS n, sum(dwell_s) AS s FROM {v} GROUP BY closed_by, stand_id ORDER BY closed_by, stand_id",
+        // The rows in memory, then in Parquet files (each part of a day
+        // reads the day's files again).
+        let dir = tempfile::tempdir()?;
+        for ctx in [
+            in_event_table(&partitions, config.clone())?,
+            in_event_files(dir.path(), &partitions, config)?,
         ] {
-            let got = rows(&ctx, &query.replace("{v}", "stand_visits")).await?;
-            let want = rows(&spec, &query.replace("{v}", "stand_visits")).await?;
-            assert_eq!(got, want, "{query}");
+            ctx.register_table("opening_hours", Arc::new(opening_hours()?))?;
+            register(&ctx, 600).await?;
+
+            let plan = rows(&ctx, "EXPLAIN SELECT count(*) FROM stand_visits").await?;
+            assert!(plan.contains("inputs=3, shares=6"), "{plan}");
+            // Small answers: the operator's own pool is too small for a sort
+            // of every visit.
+            for query in [
+                "SELECT badge, local_day, count(*) AS n, sum(dwell_s) AS s, min(entered_at) AS e, max(left_at) AS l FROM {v} GROUP BY badge, local_day ORDER BY badge, local_day",
+                "SELECT closed_by, stand_id, count(*) AS n, sum(dwell_s) AS s FROM {v} GROUP BY closed_by, stand_id ORDER BY closed_by, stand_id",
+            ] {
+                let got = rows(&ctx, &query.replace("{v}", "stand_visits")).await?;
+                let want = rows(&spec, &query.replace("{v}", "stand_visits")).await?;
+                assert_eq!(got, want, "{query}");
+            }
         }
         Ok(())
     }

@@ -551,3 +551,36 @@ impl Tally {
         }
     }
 }
+
+/// `batches` of `scans` written under `data_dir` as a flush writes them: a
+/// file a local day, laid out by direction and kind of zone. For the tests
+/// of what reads the files.
+#[cfg(test)]
+pub(crate) fn write_scans(
+    data_dir: &std::path::Path,
+    batches: &[arrow::array::RecordBatch],
+) -> std::io::Result<Vec<FileRef>> {
+    let stream = Stream {
+        topic: Topic::Scans,
+        partition: 0,
+    };
+    stream::layout(TableKind::Scans, batches)?
+        .into_iter()
+        .map(|(day, day_batches)| {
+            let file = checkpoint::write_parquet(
+                data_dir,
+                TableKind::Scans,
+                stream,
+                &day,
+                "00000001.parquet",
+                &day_batches,
+            )?;
+            Ok(FileRef {
+                path: data_dir.join(&file.path),
+                bytes: file.bytes,
+                rows: file.rows,
+                local_day: file.local_day,
+            })
+        })
+        .collect()
+}
