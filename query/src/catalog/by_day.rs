@@ -67,6 +67,13 @@ pub(super) trait DayPlan: std::fmt::Debug + Send + Sync {
     /// What a row read is reckoned to hold, to decide how many parts a day
     /// needs.
     fn row_bytes(&self) -> u64;
+    /// What every row the work uses satisfies, over `scans`' columns: the
+    /// scan skips the row groups and pages of its files whose statistics
+    /// say it holds for none of their rows. Other rows still come (from the
+    /// pages kept, and from rows not yet flushed), and the work skips them.
+    fn rows_used(&self) -> Option<Expr> {
+        None
+    }
     /// One partition's work, over input of `input` schema. It may add its
     /// own metrics for `partition` to `metrics`.
     fn work(
@@ -146,6 +153,10 @@ impl TableProvider for DayTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let plan = self.relation.plan(filters)?;
         let scans_schema = self.scans.schema();
+        let rows_used = plan
+            .rows_used()
+            .map(|used| state.create_physical_expr(used, &scans_schema.clone().try_into()?))
+            .transpose()?;
         let columns = plan
             .columns()
             .iter()
@@ -155,7 +166,7 @@ impl TableProvider for DayTable {
         let days: Vec<(Arc<dyn ExecutionPlan>, Option<u64>)> =
             match self.scans.downcast_ref::<EventTable>() {
                 Some(table) => table
-                    .scan_days(state, Some(&columns))?
+                    .scan_days(state, Some(&columns), rows_used)?
                     .into_iter()
                     .map(|day| (day.plan, Some(day.rows)))
                     .collect(),

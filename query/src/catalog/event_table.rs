@@ -18,6 +18,7 @@ use datafusion::datasource::{TableProvider, memory::MemorySourceConfig};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
@@ -78,6 +79,7 @@ impl TableProvider for EventTable {
                 schema.clone(),
                 projection,
                 limit,
+                None,
             )?);
         }
         if !table.batches.is_empty() {
@@ -116,11 +118,13 @@ impl EventTable {
     /// The table's rows one local day at a time, in order of day, all from
     /// one snapshot, for operators that take a table's days one by one (the
     /// walks, `super::sequence`). A committed file holds one local day; the
-    /// rows in memory are split by day.
+    /// rows in memory are split by day. The files' row groups and pages
+    /// where `rows_used` holds for no row are skipped.
     pub fn scan_days(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
+        rows_used: Option<Arc<dyn PhysicalExpr>>,
     ) -> Result<Vec<DayScan>> {
         let snapshot = self.snapshot.get();
         let table = snapshot.table(self.kind);
@@ -151,6 +155,7 @@ impl EventTable {
                         schema.clone(),
                         projection,
                         None,
+                        rows_used.clone(),
                     )?);
                 }
                 if !batches.is_empty() {
@@ -204,6 +209,7 @@ fn parquet_scan(
     schema: SchemaRef,
     projection: Option<&Vec<usize>>,
     limit: Option<usize>,
+    rows_used: Option<Arc<dyn PhysicalExpr>>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let groups_wanted = groups.max(1).min(files.len());
     let mut groups: Vec<(u64, Vec<PartitionedFile>)> = vec![(0, Vec::new()); groups_wanted];
@@ -228,9 +234,12 @@ fn parquet_scan(
         runtime.object_store(&url)?,
         runtime.cache_manager.get_file_metadata_cache(),
     );
-    let source = ParquetSource::new(schema)
+    let mut source = ParquetSource::new(schema)
         .with_table_parquet_options(state.table_options().parquet.clone())
         .with_parquet_file_reader_factory(Arc::new(reader));
+    if let Some(rows_used) = rows_used {
+        source = source.with_predicate(rows_used);
+    }
     let config = FileScanConfigBuilder::new(url, Arc::new(source))
         .with_file_groups(
             groups
