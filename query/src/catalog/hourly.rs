@@ -406,21 +406,31 @@ mod tests {
         Ok(())
     }
 
-    /// A context where `footfall_hourly_sql` is the specification over
-    /// `partitions` in memory.
-    async fn specification_over(
-        schema: SchemaRef,
-        partitions: &[Vec<RecordBatch>],
-        config: SessionConfig,
-    ) -> Result<SessionContext> {
-        let spec = SessionContext::new_with_config(config);
+    /// `ctx` with `venue` and the operator's `footfall_hourly`.
+    async fn with_view(ctx: SessionContext) -> Result<SessionContext> {
+        ctx.register_table("venue", Arc::new(venue()?))?;
+        register(&ctx).await?;
+        Ok(ctx)
+    }
+
+    /// Three days of scans of 2,000 badges (`seed`), the configuration the
+    /// by-day tests read them with, and a context where
+    /// `footfall_hourly_sql` is the specification over them in memory.
+    async fn three_days(
+        seed: u64,
+    ) -> Result<(Vec<Vec<RecordBatch>>, SessionConfig, SessionContext)> {
+        let (schema, partitions) = scan_partitions(seed, 60_000, 2000)?;
+        let config = SessionConfig::new()
+            .with_target_partitions(3)
+            .with_batch_size(256);
+        let spec = SessionContext::new_with_config(config.clone());
         spec.register_table(
             "scans",
-            Arc::new(MemTable::try_new(schema, partitions.to_vec())?),
+            Arc::new(MemTable::try_new(schema, partitions.clone())?),
         )?;
         spec.register_table("venue", Arc::new(venue()?))?;
         specification(&spec).await?;
-        Ok(spec)
+        Ok((partitions, config, spec))
     }
 
     async fn fields(ctx: &SessionContext, view: &str) -> Result<Vec<(String, DataType)>> {
@@ -453,8 +463,7 @@ mod tests {
             let ctx = SessionContext::new_with_config(config);
             let (schema, partitions) = scan_partitions(0xb0b5_1e55 ^ seed, n, badges)?;
             ctx.register_table("scans", Arc::new(MemTable::try_new(schema, partitions)?))?;
-            ctx.register_table("venue", Arc::new(venue()?))?;
-            register(&ctx).await?;
+            let ctx = with_view(ctx).await?;
             specification(&ctx).await?;
 
             // Names and types: the operator's sums are nullable, the
@@ -487,8 +496,7 @@ mod tests {
     async fn a_filter_on_level_counts_only_that_level() -> Result<()> {
         let ctx = SessionContext::new();
         ctx.register_table("scans", Arc::new(scans(5, 100)?))?;
-        ctx.register_table("venue", Arc::new(venue()?))?;
-        register(&ctx).await?;
+        let ctx = with_view(ctx).await?;
         for (filter, shown) in [
             ("level = 'pole'", "levels=[pole]"),
             ("level IN ('room', 'venue')", "levels=[venue, room]"),
@@ -511,15 +519,8 @@ mod tests {
     /// from the parts are summed.
     #[tokio::test]
     async fn counted_by_day_and_in_parts_it_gives_the_rows_of_the_specification() -> Result<()> {
-        let (schema, partitions) = scan_partitions(0x5eed, 60_000, 2000)?;
-        let config = SessionConfig::new()
-            .with_target_partitions(3)
-            .with_batch_size(256);
-        let spec = specification_over(schema, &partitions, config.clone()).await?;
-
-        let ctx = in_event_table(&partitions, config)?;
-        ctx.register_table("venue", Arc::new(venue()?))?;
-        register(&ctx).await?;
+        let (partitions, config, spec) = three_days(0x5eed).await?;
+        let ctx = with_view(in_event_table(&partitions, config)?).await?;
 
         let plan = rows(&ctx, "EXPLAIN SELECT * FROM footfall_hourly").await?;
         assert!(plan.contains("inputs=3, shares=6"), "{plan}");
@@ -531,16 +532,9 @@ mod tests {
     /// count, and gives the specification's rows.
     #[tokio::test]
     async fn from_files_it_reads_only_the_entries_it_counts() -> Result<()> {
-        let (schema, partitions) = scan_partitions(0xf11e, 60_000, 2000)?;
-        let config = SessionConfig::new()
-            .with_target_partitions(3)
-            .with_batch_size(256);
-        let spec = specification_over(schema, &partitions, config.clone()).await?;
-
+        let (partitions, config, spec) = three_days(0xf11e).await?;
         let dir = tempfile::tempdir()?;
-        let ctx = in_event_files(dir.path(), &partitions, config)?;
-        ctx.register_table("venue", Arc::new(venue()?))?;
-        register(&ctx).await?;
+        let ctx = with_view(in_event_files(dir.path(), &partitions, config)?).await?;
         same_answers(&ctx, &spec, "from files").await?;
 
         // Row groups read of those in the files, summed over the scans of
